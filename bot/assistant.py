@@ -1,0 +1,130 @@
+"""Chat and grounded Q&A over the router: the core that every adapter calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from providers import Final, ReasoningDelta, StreamInterrupted, TextDelta
+from providers.errors import ProviderError
+
+from .app import prompt_text
+from .knowledge.answer import is_relevant
+from .render import scrub
+
+if TYPE_CHECKING:
+    from providers.router import Attempt
+
+    from .app import App
+    from .knowledge import Hit
+
+MAX_QUESTION_CHARS = 4000
+HISTORY_CHAR_BUDGET = 6000  # roughly 3-4k tokens of earlier turns
+
+
+@dataclass
+class AskResult:
+    answer: str
+    provider: str | None
+    model: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    note: str | None = None  # e.g. the answer was cut off
+    ok: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"answer": self.answer, "provider": self.provider, "model": self.model, "sources": self.sources,
+             "tools": self.tools, "attempts": self.attempts, "latency_ms": round(self.latency_ms, 1)}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def passages_block(hits: list[Hit]) -> str:
+    if not hits:
+        return "（笔记中没有找到相关资料 / no passages found）"
+    parts = []
+    for i, h in enumerate(hits, 1):
+        c = h.chunk
+        parts.append(f"[{i}] {c.title} › {c.section}\n{c.text}")
+    return "\n\n".join(parts)
+
+
+def trim_history(history: list[dict[str, str]], budget: int = HISTORY_CHAR_BUDGET) -> list[dict[str, str]]:
+    """The most recent turns that fit the budget, oldest first."""
+    out: list[dict[str, str]] = []
+    used = 0
+    for m in reversed(history):
+        n = len(m.get("content") or "")
+        if used + n > budget:
+            break
+        out.append(m)
+        used += n
+    return list(reversed(out))
+
+
+class Assistant:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def ask(self, question: str, *, provider: str | None = None,
+                  on_delta: Callable[[str], None] | None = None) -> AskResult:
+        t0 = time.perf_counter()
+        question = (question or "").strip()
+        if not question:
+            return AskResult("请输入一个问题。/ Please type a question.", None, ok=False)
+        note = None
+        if len(question) > MAX_QUESTION_CHARS:
+            question = question[:MAX_QUESTION_CHARS]
+            note = f"问题过长，只使用了前 {MAX_QUESTION_CHARS} 个字符 / question cut to {MAX_QUESTION_CHARS} characters"
+        hits = await self.app.kb.search(question, 5)
+        relevant = [h for h in hits if is_relevant(h)][:4]
+        system = prompt_text("ask").replace("{passages}", passages_block(relevant))
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        router = await (self.app.ensure_provider(provider) if provider else self.app.router())
+        trace: list[Attempt] = []
+        text: list[str] = []
+        final: Final | None = None
+        ok = True
+        try:
+            async for ev in router.chat(messages, only=provider, trace=trace, purpose="ask"):
+                if isinstance(ev, TextDelta):
+                    text.append(ev.text)
+                    if on_delta:
+                        on_delta(ev.text)
+                elif isinstance(ev, Final):
+                    final = ev
+        except StreamInterrupted as e:
+            note = f"{e.user_message()}"
+        except ProviderError as e:
+            ok = False
+            text = [f"抱歉，模型暂时无法回答：{e.user_message()}"]
+        answering = final.provider if final else (trace[-1].provider if trace else None)
+        # the offline engine cites what it used; model answers cite the passages we gave them
+        sources = [h.as_source() for h in (relevant if answering != "offline" else
+                                           [h for h in hits if is_relevant(h)])]
+        return AskResult(scrub("".join(text)), answering, final.model if final else None, sources, [],
+                         [a.as_dict() for a in trace], (time.perf_counter() - t0) * 1000, note, ok)
+
+    async def chat(self, conversation_key: str, text: str, *, provider: str | None = None,
+                   user_id: str | None = None) -> AsyncIterator[TextDelta | ReasoningDelta | Final]:
+        """Stream a chat reply; earlier turns of the same conversation go into the prompt."""
+        store = await self.app.store()
+        conv = await store.conversation(conversation_key, user_id)
+        history = trim_history(await store.recent_messages(conv, 40))
+        messages = [{"role": "system", "content": prompt_text("chat")}, *history, {"role": "user", "content": text}]
+        router = await (self.app.ensure_provider(provider) if provider else self.app.router())
+        reply: list[str] = []
+        try:
+            async for ev in router.chat(messages, only=provider, purpose="chat"):
+                if isinstance(ev, TextDelta):
+                    reply.append(ev.text)
+                yield ev
+        finally:
+            await store.add_message(conv, "user", text, user_id)
+            if reply:
+                await store.add_message(conv, "assistant", "".join(reply))

@@ -1,0 +1,307 @@
+"""The `studybot` command line (DESIGN §3).
+
+Rules: with --json, stdout carries only the JSON document (or JSONL rows); logs, progress
+and warnings go to stderr. Imports are lazy so `studybot --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="studybot",
+    help="学伴 studybot：学习大语言模型的助手 / a study companion for learning LLMs.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+kb_app = typer.Typer(help="知识库：建立索引与检索 / knowledge base: index and search.", rich_markup_mode=None)
+providers_app = typer.Typer(help="模型服务：列表与健康检查 / LLM providers: list and check.", rich_markup_mode=None)
+classify_app = typer.Typer(help="新闻与热搜分类 / classify headlines and hot-search topics.", rich_markup_mode=None)
+quiz_app = typer.Typer(help="测验 / quizzes with spaced repetition.", rich_markup_mode=None)
+app.add_typer(kb_app, name="kb")
+app.add_typer(providers_app, name="providers")
+app.add_typer(classify_app, name="classify")
+app.add_typer(quiz_app, name="quiz")
+
+JSON_OPT = typer.Option(False, "--json", help="只在 stdout 输出 JSON / JSON on stdout only.")
+PROVIDER_OPT = typer.Option(None, "--provider", "-p", help="只用这个模型服务，不回退 / this provider only, no fallback.")
+INPUT_OPT = typer.Option(None, "--input", "-i", help="JSONL 输入文件（默认 stdin）/ JSONL input file (default stdin).")
+
+
+class Exit(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings() -> Any:
+    from .config import load_settings
+
+    s = load_settings()
+    logging.basicConfig(level=s.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    return s
+
+
+def _run(fn: Callable[[Any], Coroutine[Any, Any, int | None]]) -> None:
+    """Build the App, run an async command, close everything, exit with its code."""
+    from .app import App
+
+    async def main() -> int | None:
+        a = App(_settings())
+        try:
+            return await fn(a)
+        finally:
+            await a.aclose()
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _not_yet(what: str) -> None:
+    raise Exit(f"{what}：此功能尚未提供 / not yet available in this version.", 3)
+
+
+# ---- chat and ask ----------------------------------------------------------------------------------
+
+@app.command()
+def chat(provider: str | None = PROVIDER_OPT) -> None:
+    """终端聊天助手 / the terminal assistant (reads piped stdin when not a TTY)."""
+    from .terminal import run_terminal
+
+    _run(lambda a: run_terminal(a, provider=provider))
+
+
+@app.command()
+def ask(question: str = typer.Argument(..., help="问题 / the question"), provider: str | None = PROVIDER_OPT,
+        json_out: bool = JSON_OPT) -> None:
+    """基于学习笔记回答问题并给出出处 / answer from the study notes, with sources."""
+
+    async def go(a: Any) -> int:
+        from .assistant import Assistant
+
+        stream = None if json_out else (lambda t: (sys.stdout.write(t), sys.stdout.flush()))
+        res = await Assistant(a).ask(question, provider=provider, on_delta=stream)
+        if json_out:
+            _emit_json(res.as_dict())
+        else:
+            if stream is None:
+                print(res.answer)
+            else:
+                print()
+            if res.note:
+                print(f"⚠ {res.note}", file=sys.stderr)
+            if res.sources and res.provider != "offline":
+                print("\n参考 / Sources:")
+                for i, s in enumerate(res.sources, 1):
+                    print(f"[{i}] {s['title']} › {s['section']} ({s['path']})")
+        return 0 if res.ok else 1
+
+    _run(go)
+
+
+# ---- knowledge base ---------------------------------------------------------------------------------
+
+@kb_app.command("index")
+def kb_index(paths: list[Path] = typer.Argument(None, help="要加入的文件或文件夹 / files or folders to add"),
+             export_builtin: Path | None = typer.Option(None, "--export-builtin", hidden=True)) -> None:
+    """建立或扩充知识索引 / build or extend the knowledge index."""
+    for p in paths or []:
+        if not p.exists():
+            raise Exit(f"找不到路径 / no such path: {p}")
+    settings = _settings()
+    from .app import App
+
+    a = App(settings)
+    idx = a.kb.index(list(paths or []))
+    files = len(idx.meta.get("files", {}))
+    print(f"索引完成 / indexed: {len(idx)} chunks from {files} files "
+          f"({idx.meta.get('embedded', 0)} newly embedded)", file=sys.stderr)
+    if export_builtin:
+        from .knowledge.index import export_shipped_vectors
+
+        n = export_shipped_vectors(idx, export_builtin)
+        print(f"exported {n} built-in vectors to {export_builtin}", file=sys.stderr)
+
+
+@kb_app.command("search")
+def kb_search(query: str, k: int = typer.Option(5, "--k", "-k", min=1, max=50), json_out: bool = JSON_OPT,
+              mode: str = typer.Option("hybrid", help="hybrid | embed | bm25 | bigram")) -> None:
+    """检索知识库 / search the knowledge base."""
+    from .knowledge.retrieve import MODES
+
+    if mode not in MODES:
+        raise Exit(f"--mode: allowed: {', '.join(MODES)}")
+    from .app import App
+
+    a = App(_settings())
+    hits = a.kb.search_sync(query, k, mode)
+    rows = [h.as_source() for h in hits]
+    if json_out:
+        _emit_json(rows)
+        return
+    if not rows:
+        print("没有找到 / nothing found")
+    for i, r in enumerate(rows, 1):
+        print(f"[{i}] {r['score']:.4f}  {r['title']} › {r['section']}  ({r['path']})\n    {r['snippet'][:120]}")
+
+
+# ---- providers ----------------------------------------------------------------------------------------
+
+@providers_app.command("list")
+def providers_list(json_out: bool = JSON_OPT) -> None:
+    """列出已配置的模型服务 / configured providers and models."""
+    from providers.presets import api_key, configured_by_default, resolve
+
+    s = _settings()
+    env = s.env
+    chain = s.provider_chain
+    rows = []
+    for name in s.known_providers:
+        p = resolve(name, env, s.extra_provider_urls)
+        ready = name == "offline" or configured_by_default(name, env) or (not p.needs_key and name in chain)
+        rows.append({"name": name, "label": p.label, "in_chain": name in chain,
+                     "position": chain.index(name) + 1 if name in chain else None, "configured": ready,
+                     "has_key": bool(api_key(p, env)) if p.key_env else None, "base_url": p.base_url,
+                     "model": p.default_model or "(auto)", "models": list(p.models)})
+    if json_out:
+        _emit_json({"chain": chain, "providers": rows})
+        return
+    print(f"回退顺序 / fallback chain: {' → '.join(chain)}")
+    for r in rows:
+        mark = f"#{r['position']}" if r["in_chain"] else ("ready" if r["configured"] else "-")
+        print(f"  {mark:>5}  {r['name']:<9} {r['model']:<22} {r['label']}")
+
+
+@providers_app.command("check")
+def providers_check(json_out: bool = JSON_OPT) -> None:
+    """逐个探测模型服务 / probe each provider with a tiny request."""
+
+    async def go(a: Any) -> int:
+        router = await a.router()
+        rows = []
+        for name, p in router.providers.items():
+            h = await p.health()
+            rows.append({"name": name, "ok": h.ok, "status": h.status, "latency_ms": round(h.latency_ms, 1),
+                         "detail": h.detail})
+        if json_out:
+            _emit_json(rows)
+        else:
+            for r in rows:
+                print(f"  {r['name']:<9} {r['status']:<13} {r['latency_ms']:>8.1f} ms  {r['detail']}")
+        return 0 if any(r["ok"] for r in rows) else 1
+
+    _run(go)
+
+
+# ---- later capabilities -------------------------------------------------------------------------------
+
+@app.command()
+def run(check: bool = typer.Option(False, "--check", help="只构建不连接 / build without connecting"),
+        json_out: bool = JSON_OPT) -> None:
+    """启动 Discord 机器人（需要 DISCORD_TOKEN）/ start the Discord bot (needs DISCORD_TOKEN)."""
+    s = _settings()
+    if not check and not s.discord_token:
+        raise Exit("未设置 DISCORD_TOKEN，无法启动 Discord 机器人；终端助手请用 `studybot chat`。/ "
+                   "DISCORD_TOKEN is not set; use `studybot chat` for the terminal assistant.")
+    _not_yet("Discord 机器人 / the Discord bot")
+
+
+@classify_app.callback(invoke_without_command=True)
+def classify(ctx: typer.Context, provider: str | None = PROVIDER_OPT, json_out: bool = JSON_OPT,
+             input: Path | None = INPUT_OPT) -> None:
+    """给标题或热搜词分类 / classify headlines or hot-search topics (JSONL in, JSONL out)."""
+    if ctx.invoked_subcommand is None:
+        _not_yet("分类 / classify")
+
+
+@classify_app.command("train")
+def classify_train(file: Path) -> None:
+    """用标注数据训练离线分类器 / fit the offline classifier on labelled rows."""
+    _not_yet("分类器训练 / classify train")
+
+
+@app.command()
+def summarize(provider: str | None = PROVIDER_OPT, max_chars: int = typer.Option(200, "--max-chars"),
+              json_out: bool = JSON_OPT, input: Path | None = INPUT_OPT) -> None:
+    """摘要（JSONL 输入）/ summarise articles (JSONL in, JSONL out)."""
+    _not_yet("摘要 / summarize")
+
+
+@app.command()
+def digest(date: str | None = typer.Option(None, "--date"), provider: str | None = PROVIDER_OPT,
+           json_out: bool = JSON_OPT, post: bool = typer.Option(False, "--post"),
+           dry_run: bool = typer.Option(False, "--dry-run")) -> None:
+    """每日简报：人民日报摘要与微博热搜分类 / the daily digest."""
+    _not_yet("每日简报 / digest")
+
+
+@quiz_app.callback(invoke_without_command=True)
+def quiz(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic")) -> None:
+    """终端测验 / a quiz in the terminal."""
+    if ctx.invoked_subcommand is None:
+        _not_yet("测验 / quiz")
+
+
+@quiz_app.command("bank")
+def quiz_bank(json_out: bool = JSON_OPT) -> None:
+    """导出题库 / dump the question bank."""
+    _not_yet("题库 / quiz bank")
+
+
+@app.command()
+def compare(prompt: str, providers: str = typer.Option(..., "--providers"), json_out: bool = JSON_OPT) -> None:
+    """同一问题发给多个模型并排比较 / one prompt to several providers side by side."""
+    _not_yet("模型对比 / compare")
+
+
+@app.command()
+def stats(days: int = typer.Option(7, "--days"), json_out: bool = JSON_OPT) -> None:
+    """调用记录统计 / call-record summaries."""
+    _not_yet("统计 / stats")
+
+
+@app.command()
+def report(days: int = typer.Option(7, "--days"), out: Path | None = typer.Option(None, "--out")) -> None:
+    """API 使用报告 / the API usage report."""
+    _not_yet("使用报告 / report")
+
+
+@app.command()
+def roadmap(json_out: bool = JSON_OPT) -> None:
+    """学习路线与进度 / the study roadmap and your progress."""
+    _not_yet("学习路线 / roadmap")
+
+
+def main() -> None:
+    from .config import ConfigError
+
+    try:
+        app()
+    except ConfigError as e:
+        print(f"studybot: 配置错误 / configuration error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exit as e:
+        print(f"studybot: {e}", file=sys.stderr)
+        sys.exit(e.code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The study knowledge base: built-in notes plus user folders, hybrid retrieval, offline answers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .answer import OfflineAnswer, extract
+from .embed import Embedder, get_embedder
+from .index import IndexStore, KnowledgeIndex, Progress
+from .retrieve import Hit, Retriever
+
+__all__ = ["Hit", "KnowledgeBase", "OfflineAnswer"]
+
+
+class KnowledgeBase:
+    """Loads (or builds once) the index for a scope and answers searches off the event loop."""
+
+    def __init__(self, data_dir: Path, embedding_model: str | None = None, scope: str = "main",
+                 progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> None:
+        self.data_dir = data_dir
+        self.embedding_model = embedding_model or None
+        self.scope = scope
+        self.progress = progress
+        self.notify = notify
+        self._retriever: Retriever | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        return get_embedder(self.embedding_model)
+
+    def store(self) -> IndexStore:
+        return IndexStore(self.data_dir, self.embedder, self.scope, self.progress)
+
+    def retriever(self) -> Retriever:
+        with self._lock:
+            if self._retriever is None:
+                st = self.store()
+                idx = st.ensure()
+                if st.notice and self.notify:
+                    self.notify(st.notice)
+                self._retriever = Retriever(idx, self.embedder)
+            return self._retriever
+
+    def index(self, paths: list[Path] | None = None) -> KnowledgeIndex:
+        """Add folders (if any) and bring the index up to date; returns it."""
+        st = self.store()
+        if paths:
+            st.add_sources(paths)
+        idx = st.ensure()
+        if st.notice and self.notify:
+            self.notify(st.notice)
+        with self._lock:
+            self._retriever = Retriever(idx, self.embedder)
+        return idx
+
+    def search_sync(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        return self.retriever().search(query, k, mode)
+
+    async def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        return await asyncio.to_thread(self.search_sync, query, k, mode)
+
+    async def answer_offline(self, question: str, k: int = 5) -> OfflineAnswer:
+        hits = await self.search(question, k)
+        return extract(question, hits)

