@@ -49,6 +49,7 @@ class BufferedRecorder:
         self._pending: list[CallRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._closing = False
 
     def __call__(self, record: CallRecord) -> None:
         self._pending.append(record)
@@ -64,7 +65,7 @@ class BufferedRecorder:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
@@ -80,9 +81,19 @@ class BufferedRecorder:
             log.exception("could not store %d call records", len(batch))
 
     async def aclose(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the background task and write what is left. A batch being written is finished,
+        not cancelled half-way (cancelling it would lose those records)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            self._closing = True
+            if self._wake is not None:
+                self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10.0)
+            except TimeoutError:  # a sink that hangs: give up on it rather than hang shutdown
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                self._closing = False
         await self.flush()

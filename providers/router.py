@@ -16,6 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,14 +117,19 @@ class Router:
 
     def _fail(self, name: str, err: E.ProviderError) -> None:
         b = self._breakers[name]
-        b.failures += 1
         p = self.policy
         if isinstance(err, E.AuthError):
+            b.failures += 1
             b.open_until = self.clock() + p.auth_cooldown_s
         elif isinstance(err, E.RateLimited) and err.daily:
+            b.failures += 1
             b.open_until = self.clock() + p.daily_cooldown_s
-        elif b.failures >= p.failure_threshold and err.retryable:
-            b.open_until = self.clock() + p.cooldown_s
+        elif err.retryable:
+            # only consecutive retryable failures count: a BadRequest or a content filter is about
+            # this request, not about the provider's health
+            b.failures += 1
+            if b.failures >= p.failure_threshold:
+                b.open_until = self.clock() + p.cooldown_s
 
     def _ok(self, name: str) -> None:
         b = self._breakers[name]
@@ -169,8 +175,9 @@ class Router:
         for pos, name in enumerate(candidates):
             is_last = pos == len(candidates) - 1
             provider = self.providers[name]
-            # a model name only applies to the provider it was chosen for (the first, or the pinned one)
-            use_model = model if (only or pos == 0) else None
+            # a model name only applies to the provider it was chosen for (the chain's first, or the
+            # pinned one), even when that first provider is cooling down and skipped
+            use_model = model if (only or name == chain[0]) else None
             retries_allowed = self.policy.max_retries_last if is_last else 1
             retry = 0
             waited = 0.0
@@ -181,8 +188,11 @@ class Router:
                 delivered = False
                 final: Final | None = None
                 try:
-                    async with self._sems[name]:
-                        async for ev in provider.chat(messages, model=use_model, stream=stream, tools=tools, **opts):
+                    # aclosing: a consumer that stops early closes the provider's stream (and its
+                    # connection) now, not whenever the garbage collector finalises it
+                    async with self._sems[name], aclosing(
+                            provider.chat(messages, model=use_model, stream=stream, tools=tools, **opts)) as events:
+                        async for ev in events:
                             if isinstance(ev, Final):
                                 final = ev
                                 continue
@@ -204,7 +214,8 @@ class Router:
                     self._record(name, use_model or provider.default_model, started_wall, ttft, elapsed, None,
                                  "error", err, purpose)
                     last_error = err
-                    if err.retryable and retry < retries_allowed:
+                    # a breaker that just opened means: stop hammering, use the fallback
+                    if err.retryable and retry < retries_allowed and (is_last or not self.cooling(name)):
                         delay = self._delay(retry, err)
                         # with a fallback behind us, only a quick retry is worth the user's time
                         if is_last or waited + delay <= self.policy.quick_retry_budget_s:
@@ -213,7 +224,7 @@ class Router:
                             await self.sleep(delay)
                             continue
                     break
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, GeneratorExit):  # task cancelled, or the consumer stopped early
                     self._record(name, use_model or provider.default_model, started_wall, ttft, self.clock() - t0,
                                  final, "cancelled", None, purpose)
                     raise

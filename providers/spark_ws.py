@@ -72,7 +72,7 @@ class SparkWSProvider:
         import asyncio
 
         import websockets
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
         url = signed_url(self.preset.base_url, self._key, self._secret, self.clock())
         domain = self._domain(model)
@@ -92,7 +92,7 @@ class SparkWSProvider:
             status = e.response.status_code
             body = e.response.body.decode(errors="replace") if e.response.body else ""
             raise E.from_status(status, body or "handshake refused", provider=self.name) from None
-        except (TimeoutError, OSError) as e:
+        except (TimeoutError, OSError, InvalidHandshake) as e:  # refused, timed out, or not a WebSocket answer
             raise E.ProviderUnavailable(f"cannot connect: {type(e).__name__}", provider=self.name) from None
         try:
             await ws.send(json.dumps(frame, ensure_ascii=False))
@@ -104,22 +104,21 @@ class SparkWSProvider:
                 except ConnectionClosed:
                     raise E.ProviderUnavailable("connection closed before the last frame", provider=self.name,
                                                 request_id=sid) from None
-                msg = json.loads(raw)
-                header = msg.get("header") or {}
+                try:  # a malformed frame is the provider's fault, not a crash of ours
+                    header, texts, u, last = _parse_frame(raw)
+                except (ValueError, TypeError, AttributeError):
+                    raise E.ProviderUnavailable("malformed frame from the server", provider=self.name,
+                                                request_id=sid) from None
                 sid = header.get("sid") or sid
                 code = header.get("code", 0)
                 if code:
                     raise E.from_code(code, str(header.get("message", "")), provider=self.name, http_status=200,
                                       request_id=sid)
-                payload = msg.get("payload") or {}
-                choices = payload.get("choices") or {}
-                for t in choices.get("text") or []:
-                    if t.get("content"):
-                        yield TextDelta(t["content"])
-                u = (payload.get("usage") or {}).get("text")
+                for t in texts:
+                    yield TextDelta(t)
                 if u:
-                    usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
-                if header.get("status") == 2 or choices.get("status") == 2:
+                    usage = u
+                if last:
                     break
         finally:
             await ws.close()
@@ -140,3 +139,19 @@ class SparkWSProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _parse_frame(raw: str | bytes) -> tuple[dict[str, Any], list[str], Usage | None, bool]:
+    """(header, text pieces, usage, is_last) of one response frame; ValueError/TypeError/AttributeError if malformed."""
+    msg = json.loads(raw)
+    if not isinstance(msg, dict):
+        raise ValueError("frame is not a JSON object")
+    header = msg.get("header") or {}
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    payload = msg.get("payload") or {}
+    choices = payload.get("choices") or {}
+    texts = [str(t["content"]) for t in choices.get("text") or [] if t.get("content")]
+    u = (payload.get("usage") or {}).get("text")
+    usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)) if u else None
+    return header, texts, usage, header.get("status") == 2 or choices.get("status") == 2

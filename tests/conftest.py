@@ -61,12 +61,12 @@ def run_cli(args: Sequence[str], env: dict[str, str], stdin: str | None = None,
 
 
 async def arun_cli(args: Sequence[str], env: dict[str, str], stdin: str | None = None,
-                   timeout: float = 120) -> tuple[int, str, str]:
+                   limit_s: float = 120) -> tuple[int, str, str]:
     """Same, without blocking the event loop (tests that serve loopback stubs in-process)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), limit_s)
     return proc.returncode or 0, out.decode(), err.decode()
 
 

@@ -132,10 +132,11 @@ class KnowledgeIndex:
 
 class IndexStore:
     def __init__(self, root: Path, embedder: Embedder, scope: str = "main",
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, use_shipped: bool = True) -> None:
         self.dir = root / "index" / scope
         self.embedder = embedder
         self.progress = progress
+        self.use_shipped = use_shipped  # False: embed every chunk (benchmarks, --export-builtin checks)
         self.notice: str | None = None  # a message for the user about a rebuild
 
     # -- sources kept with the index ------------------------------------------------------------
@@ -242,7 +243,7 @@ class IndexStore:
                 vec_parts.append(np.zeros((1, self.embedder.dim), dtype=np.float32))  # placeholder
         vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
         vectors = np.array(vectors, dtype=np.float32)
-        if to_embed:
+        if to_embed and self.use_shipped:
             ahead = shipped_vectors(self.embedder.name)
             if ahead:
                 left = []

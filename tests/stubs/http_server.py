@@ -85,7 +85,7 @@ class StubServer:
             self._server.close_clients() if hasattr(self._server, "close_clients") else None
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pass
 
     async def __aenter__(self) -> StubServer:
