@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -47,8 +46,10 @@ class Exit(Exception):
 def _settings() -> Any:
     from .config import load_settings
 
+    from .logs import setup_logging
+
     s = load_settings()
-    logging.basicConfig(level=s.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(s.log_level, s.env)
     return s
 
 

@@ -100,3 +100,17 @@ def test_kb_search_json(kb_data_dir: Path) -> None:
     rows = json.loads(r.stdout)
     assert rows and all({"title", "path", "section", "score", "snippet"} <= row.keys() for row in rows)
     assert rows[0]["path"] in ("knowledge/inference.md", "knowledge/quantization.md", "knowledge/deployment.md")
+
+
+def test_debug_logs_never_contain_keys(kb_data_dir: Path) -> None:
+    secret = "sk-THIS-IS-A-SECRET-123456"
+    env = clean_env(kb_data_dir, STUDYBOT_LOG_LEVEL="DEBUG", STUDYBOT_PROVIDERS="openai,offline",
+                    OPENAI_API_KEY=secret, OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+                    STUDYBOT_CONNECT_TIMEOUT_S="0.5")
+    r = run_cli(["ask", "什么是LoRA", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert "DEBUG" in r.stderr  # debug logging really was on
+    assert secret not in r.stderr and secret not in r.stdout
+    doc = json.loads(r.stdout)
+    assert [a["provider"] for a in doc["attempts"]][-1] == "offline"
+    assert doc["attempts"][0]["error_kind"] == "unavailable"
