@@ -6,7 +6,6 @@ and warnings go to stderr. Imports are lazy so `studybot --help` stays fast.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -45,7 +44,6 @@ class Exit(Exception):
 
 def _settings() -> Any:
     from .config import load_settings
-
     from .logs import setup_logging
 
     s = load_settings()
@@ -55,6 +53,8 @@ def _settings() -> Any:
 
 def _run(fn: Callable[[Any], Coroutine[Any, Any, int | None]]) -> None:
     """Build the App, run an async command, close everything, exit with its code."""
+    import asyncio
+
     from .app import App
 
     async def main() -> int | None:
@@ -290,7 +290,7 @@ def roadmap(json_out: bool = JSON_OPT) -> None:
 
 
 def main() -> None:
-    from .config import ConfigError
+    from .errors import ConfigError
 
     try:
         app()

@@ -17,12 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .errors import ConfigError
+
 BUILTIN_PROVIDERS: tuple[str, ...] = ("spark", "spark_ws", "ernie", "qwen", "vllm", "ollama", "openai", "offline")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-class ConfigError(ValueError):
-    """A setting has a wrong value. The message names the variable."""
 
 
 def _env(name: str) -> Any:
