@@ -38,3 +38,5 @@ def setup_logging(level: str, env: Mapping[str, str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for noisy in ("aiosqlite", "asyncio", "httpcore", "httpx", "httpx2", "websockets", "jieba"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))

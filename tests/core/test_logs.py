@@ -7,6 +7,15 @@ import pytest
 from bot.logs import setup_logging
 
 
+@pytest.fixture(autouse=True)
+def restore_root_logger():  # type: ignore[no-untyped-def]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_configured_secrets_and_bearer_tokens_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
     setup_logging("DEBUG", {"DASHSCOPE_API_KEY": "sk-abcdef123456", "STUDYBOT_TZ": "Asia/Shanghai",
                             "WEIBO_COOKIE": "SUB=cookievalue99"})
