@@ -286,7 +286,16 @@ def report(days: int = typer.Option(7, "--days"), out: Path | None = typer.Optio
 @app.command()
 def roadmap(json_out: bool = JSON_OPT) -> None:
     """学习路线与进度 / the study roadmap and your progress."""
-    _not_yet("学习路线 / roadmap")
+    from .roadmap import RoadmapError, render_text, roadmap_json
+
+    try:
+        doc = roadmap_json()
+    except RoadmapError as e:
+        raise Exit(str(e)) from None
+    if json_out:
+        _emit_json(doc)
+    else:
+        print(render_text())
 
 
 def main() -> None:
