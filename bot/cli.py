@@ -253,16 +253,80 @@ def digest(date: str | None = typer.Option(None, "--date"), provider: str | None
 
 
 @quiz_app.callback(invoke_without_command=True)
-def quiz(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic")) -> None:
-    """终端测验 / a quiz in the terminal."""
+def quiz(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic", help="主题 slug / topic slug"),
+         count: int = typer.Option(5, "--count", min=1, max=50)) -> None:
+    """终端测验（管道输入时非交互）/ a quiz in the terminal (non-interactive when piped)."""
     if ctx.invoked_subcommand is None:
-        _not_yet("测验 / quiz")
+        from .quiz.terminal import run_quiz
+
+        _run(lambda a: run_quiz(a, topic, count))
 
 
 @quiz_app.command("bank")
 def quiz_bank(json_out: bool = JSON_OPT) -> None:
     """导出题库 / dump the question bank."""
-    _not_yet("题库 / quiz bank")
+
+    async def go(a: Any) -> int:
+        from .quiz.terminal import dump_bank, render_bank
+
+        rows = await dump_bank(a)
+        if json_out:
+            _emit_json(rows)
+        else:
+            print(render_bank(rows))
+        return 0
+
+    _run(go)
+
+
+@quiz_app.command("review")
+def quiz_review(count: int = typer.Option(10, "--count", min=1, max=50)) -> None:
+    """复习到期的错题 / review the questions that are due."""
+    from .quiz.terminal import run_quiz
+
+    _run(lambda a: run_quiz(a, None, count, review=True))
+
+
+@quiz_app.command("stats")
+def quiz_stats(json_out: bool = JSON_OPT) -> None:
+    """我的测验统计 / my quiz statistics."""
+    from .quiz.terminal import run_stats
+
+    _run(lambda a: run_stats(a, json_out=json_out))
+
+
+@quiz_app.command("generate")
+def quiz_generate(topic: str = typer.Option(..., "--topic"), n: int = typer.Option(3, "--n", min=1, max=10),
+                  focus: str | None = typer.Option(None, "--focus"), provider: str | None = PROVIDER_OPT,
+                  json_out: bool = JSON_OPT) -> None:
+    """用大模型根据笔记起草新题，进入审核队列 / draft new questions with an LLM into the review queue."""
+    from .quiz.terminal import run_generate
+
+    _run(lambda a: run_generate(a, topic, n, provider=provider, focus=focus, json_out=json_out))
+
+
+@quiz_app.command("queue")
+def quiz_queue(json_out: bool = JSON_OPT) -> None:
+    """待审核的草稿 / drafts waiting for review."""
+    from .quiz.terminal import run_queue
+
+    _run(lambda a: run_queue(a, json_out=json_out))
+
+
+@quiz_app.command("approve")
+def quiz_approve(draft_id: int) -> None:
+    """批准草稿加入题库 / approve a draft into the bank."""
+    from .quiz.terminal import run_decide
+
+    _run(lambda a: run_decide(a, "approve", draft_id))
+
+
+@quiz_app.command("reject")
+def quiz_reject(draft_id: int, note: str | None = typer.Option(None, "--note")) -> None:
+    """拒绝草稿 / reject a draft."""
+    from .quiz.terminal import run_decide
+
+    _run(lambda a: run_decide(a, "reject", draft_id, note=note))
 
 
 @app.command()

@@ -127,15 +127,18 @@ MIGRATIONS: list[tuple[int, Sequence[Table]]] = [
     (1, (users, conversations, messages, call_records)),
     (2, (digests, deliveries, subscriptions, kv)),
 ]
-LATEST = MIGRATIONS[-1][0]
 
 extra_migrations: list[tuple[int, Sequence[Table]]] = []  # feature packages append theirs at import
 
 
 def register_migration(version: int, tables: Sequence[Table]) -> None:
     """Feature modules (quiz, compare, roadmap) register their tables with a version number."""
-    if all(v != version for v, _ in MIGRATIONS + extra_migrations):
-        extra_migrations.append((version, tables))
+    for v, existing in MIGRATIONS + extra_migrations:
+        if v == version:
+            if {t.name for t in existing} != {t.name for t in tables}:
+                raise ValueError(f"migration {version} is already taken by {[t.name for t in existing]}")
+            return  # the same module imported twice
+    extra_migrations.append((version, tables))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -21,11 +21,13 @@ HELP = """命令 / commands:
   <文字>            与学伴聊天 / chat
   /ask <问题>       基于学习笔记回答并给出出处 / answer from the notes, with sources
   /model [名称]     查看或切换模型服务 / show or switch the provider
+  /quiz [主题] [题数] 测验；也可 /quiz review | stats | leaderboard | stop / quiz (review, stats ...)
+  /roadmap          学习路线 / the study roadmap
   /help             显示帮助 / this help
   /quit             退出 / quit
-即将提供 / coming soon: /quiz /digest /compare /roadmap /stats"""
+即将提供 / coming soon: /digest /compare /stats"""
 
-SOON = {"/quiz", "/digest", "/compare", "/roadmap", "/stats", "/report", "/summarize", "/classify", "/plan"}
+SOON = {"/digest", "/compare", "/stats", "/report", "/summarize", "/classify", "/plan"}
 
 
 class Terminal:
@@ -37,6 +39,7 @@ class Terminal:
         self.provider = provider
         self.out = out or sys.stdout
         self.conversation = f"terminal:{uuid.uuid4().hex[:12]}"
+        self.quiz_cmd: Any = None  # an ongoing /quiz takes the plain lines as answers
 
     def write(self, text: str = "", end: str = "\n") -> None:
         self.out.write(text + end)
@@ -46,6 +49,9 @@ class Terminal:
         """Answer one input line; False means quit."""
         line = line.strip()
         if not line:
+            return True
+        if self.quiz_cmd is not None and self.quiz_cmd.active and not line.startswith("/"):
+            self.write(await self.quiz_cmd.feed(line))
             return True
         if line.startswith("/"):
             cmd, _, arg = line.partition(" ")
@@ -58,6 +64,15 @@ class Terminal:
                 await self.ask(arg)
             elif cmd == "/model":
                 await self.model(arg.strip())
+            elif cmd == "/quiz":
+                from .quiz.terminal import QuizCommand
+
+                self.quiz_cmd = self.quiz_cmd or QuizCommand(self.app)
+                self.write(await self.quiz_cmd.command(arg.strip()))
+            elif cmd == "/roadmap":
+                from .roadmap import render_text
+
+                self.write(render_text())
             elif cmd in SOON:
                 self.write(f"{cmd}：即将提供 / not yet available in this version.")
             else:
