@@ -330,21 +330,29 @@ def quiz_reject(draft_id: int, note: str | None = typer.Option(None, "--note")) 
 
 
 @app.command()
-def compare(prompt: str, providers: str = typer.Option(..., "--providers"), json_out: bool = JSON_OPT) -> None:
-    """同一问题发给多个模型并排比较 / one prompt to several providers side by side."""
-    _not_yet("模型对比 / compare")
+def compare(prompt: str, providers: str = typer.Option(..., "--providers", help="a,b,c"),
+            json_out: bool = JSON_OPT) -> None:
+    """同一问题发给多个模型并排比较（不回退）/ one prompt to several providers side by side (no fallback)."""
+    from .compare import cli_compare
+
+    _run(lambda a: cli_compare(a, prompt, providers, as_json=json_out))
 
 
 @app.command()
-def stats(days: int = typer.Option(7, "--days"), json_out: bool = JSON_OPT) -> None:
+def stats(days: int = typer.Option(7, "--days"), json_out: bool = JSON_OPT,
+          chart: Path | None = typer.Option(None, "--chart", help="PNG 图表路径 / write charts to this PNG")) -> None:
     """调用记录统计 / call-record summaries."""
-    _not_yet("统计 / stats")
+    from .stats import cli_stats
+
+    _run(lambda a: cli_stats(a, days, as_json=json_out, chart=chart))
 
 
 @app.command()
 def report(days: int = typer.Option(7, "--days"), out: Path | None = typer.Option(None, "--out")) -> None:
-    """API 使用报告 / the API usage report."""
-    _not_yet("使用报告 / report")
+    """API 使用报告（Markdown，中文）/ the API usage report."""
+    from .report import cli_report
+
+    _run(lambda a: cli_report(a, days, out))
 
 
 @app.command()

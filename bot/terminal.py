@@ -25,9 +25,11 @@ HELP = """命令 / commands:
   /roadmap          学习路线 / the study roadmap
   /help             显示帮助 / this help
   /quit             退出 / quit
-即将提供 / coming soon: /digest /compare /stats"""
+  /compare a,b 问题  多个模型并排比较 / compare providers side by side
+  /stats [天数]      调用统计 / call statistics
+即将提供 / coming soon: /digest /summarize /classify"""
 
-SOON = {"/digest", "/compare", "/stats", "/report", "/summarize", "/classify", "/plan"}
+SOON = {"/digest", "/summarize", "/classify", "/plan"}
 
 
 class Terminal:
@@ -69,6 +71,14 @@ class Terminal:
 
                 self.quiz_cmd = self.quiz_cmd or QuizCommand(self.app)
                 self.write(await self.quiz_cmd.command(arg.strip()))
+            elif cmd == "/compare":
+                from .compare import slash_compare
+
+                await slash_compare(self.app, arg, self.write)
+            elif cmd == "/stats":
+                from .stats import slash_stats
+
+                await slash_stats(self.app, arg, self.write)
             elif cmd == "/roadmap":
                 from .roadmap import render_text
 
