@@ -13,9 +13,13 @@ from providers.errors import ProviderError
 from .app import prompt_text
 from .knowledge.answer import is_relevant
 from .render import scrub
+from .tools import loop as tool_loop
+from .tools.builtin import registry_for
+from .tools.loop import ToolNote
+from .tools.registry import ToolRuns
 
 if TYPE_CHECKING:
-    from providers.router import Attempt
+    from providers.router import Attempt, Router
 
     from .app import App
     from .knowledge import Hit
@@ -71,6 +75,18 @@ class Assistant:
     def __init__(self, app: App) -> None:
         self.app = app
 
+    def _tool_rounds(self, router: Router, provider: str | None) -> int:
+        """How many tool rounds to offer: none when only the offline engine can answer (it routes
+        obvious intents to the tools itself)."""
+        names = [provider] if provider else router.chain
+        if all(n == "offline" for n in names):
+            return 0
+        return self.app.settings.tool_max_rounds
+
+    @staticmethod
+    def _with_tools(system: str, rounds: int) -> str:
+        return system + "\n" + prompt_text("tools") if rounds else system
+
     async def ask(self, question: str, *, provider: str | None = None,
                   on_delta: Callable[[str], None] | None = None) -> AskResult:
         t0 = time.perf_counter()
@@ -83,15 +99,19 @@ class Assistant:
             note = f"问题过长，只使用了前 {MAX_QUESTION_CHARS} 个字符 / question cut to {MAX_QUESTION_CHARS} characters"
         hits = await self.app.kb.search(question, 5)
         relevant = [h for h in hits if is_relevant(h)][:4]
-        system = prompt_text("ask").replace("{passages}", passages_block(relevant))
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
         router = await (self.app.ensure_provider(provider) if provider else self.app.router())
+        rounds = self._tool_rounds(router, provider)
+        system = self._with_tools(prompt_text("ask").replace("{passages}", passages_block(relevant)), rounds)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
         trace: list[Attempt] = []
         text: list[str] = []
         final: Final | None = None
         ok = True
+        runs = ToolRuns()
+        token = tool_loop.current_runs.set(runs)  # the offline engine records the tools it routes to here
         try:
-            async for ev in router.chat(messages, only=provider, trace=trace, purpose="ask"):
+            async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
+                                          trace=trace, purpose="ask", runs=runs):
                 if isinstance(ev, TextDelta):
                     text.append(ev.text)
                     if on_delta:
@@ -103,28 +123,40 @@ class Assistant:
         except ProviderError as e:
             ok = False
             text = [f"抱歉，模型暂时无法回答：{e.user_message()}"]
+        finally:
+            tool_loop.current_runs.reset(token)
         answering = final.provider if final else (trace[-1].provider if trace else None)
         # the offline engine cites what it used; model answers cite the passages we gave them
         sources = [h.as_source() for h in (relevant if answering != "offline" else
-                                           [h for h in hits if is_relevant(h)])]
-        return AskResult(scrub("".join(text)), answering, final.model if final else None, sources, [],
-                         [a.as_dict() for a in trace], (time.perf_counter() - t0) * 1000, note, ok)
+                                           [] if runs.results else [h for h in hits if is_relevant(h)])]
+        return AskResult(scrub("".join(text)), answering, final.model if final else None, sources,
+                         runs.summaries(), [a.as_dict() for a in trace], (time.perf_counter() - t0) * 1000, note, ok)
 
     async def chat(self, conversation_key: str, text: str, *, provider: str | None = None,
-                   user_id: str | None = None) -> AsyncIterator[TextDelta | ReasoningDelta | Final]:
-        """Stream a chat reply; earlier turns of the same conversation go into the prompt."""
+                   user_id: str | None = None) -> AsyncIterator[TextDelta | ReasoningDelta | ToolNote | Final]:
+        """Stream a chat reply; earlier turns of the same conversation go into the prompt.
+        Tools run on the way; when any ran, a `ToolNote` comes just before the `Final`."""
         store = await self.app.store()
         conv = await store.conversation(conversation_key, user_id)
         history = trim_history(await store.recent_messages(conv, 40))
-        messages = [{"role": "system", "content": prompt_text("chat")}, *history, {"role": "user", "content": text}]
         router = await (self.app.ensure_provider(provider) if provider else self.app.router())
+        rounds = self._tool_rounds(router, provider)
+        messages = [{"role": "system", "content": self._with_tools(prompt_text("chat"), rounds)}, *history,
+                    {"role": "user", "content": text}]
         reply: list[str] = []
+        runs = ToolRuns()
+        token = tool_loop.current_runs.set(runs)
         try:
-            async for ev in router.chat(messages, only=provider, purpose="chat"):
+            async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
+                                          purpose="chat", runs=runs):
                 if isinstance(ev, TextDelta):
                     reply.append(ev.text)
                 yield ev
         finally:
+            try:
+                tool_loop.current_runs.reset(token)
+            except ValueError:  # the consumer closed us from another context: nothing to restore there
+                pass
             await store.add_message(conv, "user", text, user_id)
             if reply:
                 await store.add_message(conv, "assistant", "".join(reply))

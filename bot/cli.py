@@ -105,6 +105,8 @@ def ask(question: str = typer.Argument(..., help="问题 / the question"), provi
                 print(res.answer)
             else:
                 print()
+            if res.tools:
+                print("🔧 " + ", ".join(dict.fromkeys(t["name"] for t in res.tools)))
             if res.note:
                 print(f"⚠ {res.note}", file=sys.stderr)
             if res.sources and res.provider != "offline":

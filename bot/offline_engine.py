@@ -1,5 +1,8 @@
 """The offline engine's brain: answers from the study notes by retrieval, with citations,
 and says plainly that it is offline. It never invents facts.
+
+Obvious requests (热搜, 今天新闻, 出一道题, arithmetic, a URL, the time) go to the same tools a
+model would call (bot.tools.intents); the tools that ran are recorded for the caller.
 """
 
 from __future__ import annotations
@@ -8,6 +11,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .knowledge.answer import extract
+from .tools import intents, present
+from .tools.builtin import registry_for
+from .tools.loop import record
 
 if TYPE_CHECKING:
     from .app import App
@@ -38,6 +44,14 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def last_assistant_text(messages: list[dict[str, Any]]) -> str:
+    """The previous assistant reply (the last message is the current question)."""
+    for m in reversed(messages[:-1]):
+        if m.get("role") == "assistant":
+            return str(m.get("content") or "")
+    return ""
+
+
 def format_sources(hits: list[Any]) -> str:
     lines = []
     for i, h in enumerate(hits, 1):
@@ -57,8 +71,28 @@ class OfflineEngine:
             return f"{OFFLINE_TAG}请输入一个问题。/ Please type a question."
         if _GREETING.match(question):
             return INTRO
+        routed = await self.route_tools(question, messages)
+        if routed is not None:
+            return routed
         hits = await self.app.kb.search(question, 5)
         ans = extract(question, hits)
         if not ans.found:
             return NOT_FOUND
         return f"{OFFLINE_TAG}以下摘自学习笔记：\n{ans.text}\n\n参考 / Sources:\n{format_sources(ans.hits)}"
+
+    async def route_tools(self, question: str, messages: list[dict[str, Any]]) -> str | None:
+        """Answer with a tool when the request obviously asks for one; None otherwise."""
+        registry = registry_for(self.app)
+        followup = intents.quiz_followup(question, last_assistant_text(messages))
+        if followup is not None:
+            qid, chosen = followup
+            result = await registry.call("quiz_question", {"id": qid, "reveal_answer": True})
+            record(result)
+            body = present.quiz_graded(result.data, chosen) if result.ok else present.as_text(result)
+            return f"{OFFLINE_TAG}{body}"
+        intent = intents.route(question)
+        if intent is None or intent.tool not in registry:
+            return None
+        result = await registry.call(intent.tool, intent.arguments)
+        record(result)
+        return f"{OFFLINE_TAG}{present.as_text(result)}"

@@ -47,6 +47,10 @@ class Terminal:
         self.out.write(text + end)
         self.out.flush()
 
+    def dim(self, text: str) -> str:
+        isatty = getattr(self.out, "isatty", None)
+        return f"\033[2m{text}\033[0m" if isatty and isatty() else text
+
     async def handle(self, line: str) -> bool:
         """Answer one input line; False means quit."""
         line = line.strip()
@@ -92,12 +96,19 @@ class Terminal:
         return True
 
     async def chat(self, text: str) -> None:
+        from .tools.loop import ToolNote
+
+        note: ToolNote | None = None
         try:
             async for ev in self.assistant.chat(self.conversation, text, provider=self.provider,
                                                 user_id="terminal:local"):
                 if isinstance(ev, TextDelta):
                     self.write(scrub(ev.text), end="")
+                elif isinstance(ev, ToolNote):
+                    note = ev
             self.write()
+            if note is not None:
+                self.write(self.dim(note.line()))
         except StreamInterrupted as e:
             self.write(f"\n⚠ {e.user_message()}")
         except ProviderError as e:
