@@ -247,11 +247,14 @@ def summarize(provider: str | None = PROVIDER_OPT, max_chars: int = typer.Option
 
 
 @app.command()
-def digest(date: str | None = typer.Option(None, "--date"), provider: str | None = PROVIDER_OPT,
-           json_out: bool = JSON_OPT, post: bool = typer.Option(False, "--post"),
-           dry_run: bool = typer.Option(False, "--dry-run")) -> None:
+def digest(date: str | None = typer.Option(None, "--date", help="YYYY-MM-DD（默认今天）/ default today"),
+           provider: str | None = PROVIDER_OPT, json_out: bool = JSON_OPT,
+           post: bool = typer.Option(False, "--post", help="发到订阅频道（需要 DISCORD_TOKEN）/ post to channels"),
+           dry_run: bool = typer.Option(False, "--dry-run", help="只打印 / only print")) -> None:
     """每日简报：人民日报摘要与微博热搜分类 / the daily digest."""
-    _not_yet("每日简报 / digest")
+    from jobs.digest_cli import digest_command
+
+    _run(lambda a: digest_command(a, date, provider, json_out, post, sys.stdout, dry_run=dry_run))
 
 
 @quiz_app.callback(invoke_without_command=True)

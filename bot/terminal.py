@@ -27,9 +27,10 @@ HELP = """命令 / commands:
   /quit             退出 / quit
   /compare a,b 问题  多个模型并排比较 / compare providers side by side
   /stats [天数]      调用统计 / call statistics
-即将提供 / coming soon: /digest /summarize /classify"""
+  /digest [日期]     每日简报 / the daily digest
+即将提供 / coming soon: /summarize /classify /plan"""
 
-SOON = {"/digest", "/summarize", "/classify", "/plan"}
+SOON = {"/summarize", "/classify", "/plan"}
 
 
 class Terminal:
@@ -83,6 +84,11 @@ class Terminal:
                 from .stats import slash_stats
 
                 await slash_stats(self.app, arg, self.write)
+            elif cmd == "/digest":
+                from jobs.digest_cli import digest_command
+
+                await digest_command(self.app, arg.strip() or None, self.provider, False, False, self.out,
+                                     dry_run=True)
             elif cmd == "/roadmap":
                 from .roadmap import render_text
 
