@@ -5,7 +5,11 @@ retry can help. `user_message()` is short, Chinese first, and never contains a k
 
 from __future__ import annotations
 
+import math
 import re
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -33,6 +37,15 @@ class ProviderError(Exception):
         self.request_id = request_id
         if retryable is not None:
             self.retryable = retryable
+
+    def scrub(self, *secrets: str | None) -> ProviderError:
+        """Remove the caller's own credentials from the message, whatever words a server put around
+        them (`redact` only catches key-shaped text). Secrets shorter than 8 characters are ignored."""
+        known = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+        if known:
+            self.message = _scrub(self.message, known)
+            self.args = tuple(_scrub(a, known) if isinstance(a, str) else a for a in self.args)
+        return self
 
     def user_message(self) -> str:
         who = f"{self.provider}: " if self.provider else ""
@@ -107,24 +120,35 @@ ERROR_KINDS = {c.kind: c for c in (AuthError, RateLimited, Timeout, ProviderUnav
 # --- key redaction ------------------------------------------------------------------------
 
 _SECRET_RE = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._/\-+=:]{8,}|(sk-[A-Za-z0-9_\-]{8,})|(bce-v3/[A-Za-z0-9_/\-]+)"
-    r"|((?:api[_-]?key|api[_-]?secret|authorization|password|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]{6,}"
+    r"(?i)"
+    # `api_key=…`, `"api key": "…"`, `client_secret=…`, `Authorization: Bearer …`, `access_token=…`
+    r"(?P<keep>(?:api[_\- ]?key|[a-z_]*secret|authorization|password|passwd|token)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:bearer\s+|basic\s+)?|bearer\s+)(?P<val>[^\s\"'&,}]{6,})"
+    r"|(?P<userinfo>://[^/\s:@]+:)[^/\s@]+(?=@)"  # https://user:password@host
+    r"|sk-[A-Za-z0-9_\-]{8,}|bce-v3/[A-Za-z0-9_/\-]+"
 )
 
 
-def redact(text: str | None) -> str:
-    """Remove anything that looks like a credential from a message."""
+def redact(text: str | None, limit: int | None = 500) -> str:
+    """Remove anything that looks like a credential from a message (and cap it at `limit` characters)."""
     if not text:
         return ""
 
     def _sub(m: re.Match[str]) -> str:
-        if m.group(1):
-            return m.group(1) + "***"
-        if m.group(4):
-            return m.group(4) + "***"
+        if m.group("keep"):
+            return m.group("keep") + "***"
+        if m.group("userinfo"):
+            return m.group("userinfo") + "***"
         return "***"
 
-    return _SECRET_RE.sub(_sub, str(text))[:500]
+    out = _SECRET_RE.sub(_sub, str(text))
+    return out[:limit] if limit is not None else out
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 # --- code tables ----------------------------------------------------------------------------
@@ -239,19 +263,34 @@ def _as_int(v: Any) -> int | None:
         return None
 
 
-def parse_retry_after(headers: Any) -> float | None:
-    """`retry-after-ms` or `retry-after` (seconds), capped at 120 s."""
+def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
+    """`retry-after-ms`, else `retry-after` (seconds or an HTTP date), clamped to 0..120 s.
+    A header that cannot be read is skipped, not allowed to hide the other one."""
     if headers is None:
         return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return min(float(ms) / 1000.0, 120.0)
-        ra = headers.get("retry-after")
-        if ra is not None:
-            return min(max(float(ra), 0.0), 120.0)
-    except (TypeError, ValueError):
-        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            raw = headers.get(name)
+        except AttributeError:
+            return None
+        if raw is None:
+            continue
+        raw = str(raw).strip()
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = parsedate_to_datetime(raw)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            value = when.timestamp() - (time.time() if now is None else now)
+        if not math.isfinite(value):
+            continue
+        return min(max(value, 0.0), 120.0)
     return None
 
 
@@ -261,7 +300,7 @@ def error_from_body(body: Any, *, provider: str | None, http_status: int | None 
     if not isinstance(body, dict):
         return None
     rid = request_id or body.get("sid") or body.get("request_id") or body.get("id")
-    if "error" in body and body["error"]:
+    if body.get("error"):
         err = body["error"]
         if isinstance(err, dict):
             code = err.get("code") or err.get("type")

@@ -9,6 +9,7 @@ are raised as ProviderErrors like any HTTP error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from typing import Any
 from . import errors as E
 from .presets import Preset
 from .thinking import ThinkSplitter
-from .types import ChatEvent, Final, Health, Message, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from .types import ChatEvent, Final, Health, Message, ModelInfo, ReasoningDelta, ToolCallDelta, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,25 +29,53 @@ class Timeouts:
     total: float = 300.0
 
 
-_CLIENTS: dict[tuple[str, str, float, float], Any] = {}
+# (base URL, key, timeouts, headers, id(loop)) -> (loop, AsyncOpenAI); holding the loop keeps its id unique
+_CLIENTS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_CLOSING: set[Any] = set()  # tasks closing the clients of finished loops
 
 
 def shared_client(base_url: str, key: str, timeouts: Timeouts, headers: dict[str, str] | None = None) -> Any:
-    """One AsyncOpenAI per (base URL, key, timeouts): connection pools are reused across calls."""
+    """One AsyncOpenAI per (base URL, key, timeouts, headers) and event loop: connection pools are
+    reused across calls but never across loops (a pooled connection belongs to the loop that opened
+    it; reusing it from a second `asyncio.run` fails with "Event loop is closed")."""
     import openai
 
-    ck = (base_url, key, timeouts.connect, timeouts.first_token)
-    client = _CLIENTS.get(ck)
-    if client is None:
-        client = openai.AsyncOpenAI(
-            api_key=key or "not-needed",
-            base_url=base_url,
-            max_retries=0,
-            timeout=openai.Timeout(timeouts.total, connect=timeouts.connect, read=timeouts.first_token),
-            default_headers=headers or None,
-        )
-        _CLIENTS[ck] = client
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    ck = (base_url, key, timeouts.connect, timeouts.first_token, timeouts.total,
+          tuple(sorted((headers or {}).items())), id(loop))
+    entry = _CLIENTS.get(ck)
+    if entry is not None:
+        return entry[1]
+    _drop_finished_loops(loop)
+    client = openai.AsyncOpenAI(
+        api_key=key or "not-needed",
+        base_url=base_url,
+        max_retries=0,
+        timeout=openai.Timeout(timeouts.total, connect=timeouts.connect, read=timeouts.first_token),
+        default_headers=headers or None,
+    )
+    _CLIENTS[ck] = (loop, client)
     return client
+
+
+def _drop_finished_loops(current: Any) -> None:
+    """Forget clients whose loop is closed; mark them closed from the current loop, quietly."""
+    for k in [k for k, (lp, _) in _CLIENTS.items() if lp is not None and lp.is_closed()]:
+        _, client = _CLIENTS.pop(k)
+        if current is not None:
+            task = current.create_task(_close_quietly(client))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.close()  # marks it closed (no noisy __del__ later) even if its sockets' loop is gone
+    except Exception:
+        pass
 
 
 def alternate_roles(messages: list[Message]) -> list[Message]:
@@ -132,6 +161,24 @@ class OpenAICompatProvider:
         tools: list[dict[str, Any]] | None = None,
         **opts: Any,
     ) -> AsyncIterator[ChatEvent]:
+        events = self._chat(messages, model=model, stream=stream, tools=tools, **opts)
+        try:
+            async for ev in events:
+                yield ev
+        except E.ProviderError as e:
+            raise e.scrub(self._key) from None  # servers echo the key in their own words
+        finally:
+            await events.aclose()
+
+    async def _chat(
+        self,
+        messages: list[Message],
+        *,
+        model: str | None,
+        stream: bool,
+        tools: list[dict[str, Any]] | None,
+        **opts: Any,
+    ) -> AsyncIterator[ChatEvent]:
         import openai
 
         model_id = await self.resolve_model(model)
@@ -160,8 +207,17 @@ class OpenAICompatProvider:
             async for ev in self._one_shot(raw, model_id, request_id):
                 yield ev
             return
-        async for ev in self._stream(raw.parse(), model_id, request_id, deadline):
-            yield ev
+        chunks = raw.parse()
+        events = self._stream(chunks, model_id, request_id, deadline)
+        try:
+            async for ev in events:
+                yield ev
+        finally:  # a consumer that stops early (or an error) must give the connection back to the pool
+            await events.aclose()
+            try:
+                await chunks.close()
+            except Exception:
+                pass
 
     async def _one_shot(self, raw: Any, model_id: str, request_id: str | None) -> AsyncIterator[ChatEvent]:
         body = _json_or_none(await raw.http_response.aread())
@@ -170,25 +226,16 @@ class OpenAICompatProvider:
             raise err
         if not isinstance(body, dict) or not body.get("choices"):
             raise E.ProviderUnavailable("response without choices", provider=self.name, request_id=request_id)
-        choice = body["choices"][0]
-        msg = choice.get("message") or {}
         rid = request_id or body.get("id") or body.get("sid")
-        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-        if reasoning:
-            yield ReasoningDelta(reasoning)
-        splitter = ThinkSplitter()
-        for ev in splitter.feed(msg.get("content") or ""):
+        try:  # a body of the wrong shape is the server's fault: a ProviderError, not an AttributeError
+            events, finish, usage = _parse_completion(body)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+            raise E.ProviderUnavailable("malformed response body", provider=self.name, request_id=rid) from None
+        for ev in events:
             yield ev
-        for ev in splitter.flush():
-            yield ev
-        for i, tc in enumerate(msg.get("tool_calls") or []):
-            fn = tc.get("function") or {}
-            args = fn.get("arguments")
-            yield ToolCallDelta(i, tc.get("id"), fn.get("name"), args if isinstance(args, str) else json.dumps(args))
-        finish = choice.get("finish_reason")
         if finish == "content_filter":
             raise E.ContentFiltered("finish_reason=content_filter", provider=self.name, request_id=rid)
-        yield Final(finish, _usage(body.get("usage")), rid, self.name, body.get("model") or model_id)
+        yield Final(finish, usage, rid, self.name, body.get("model") or model_id)
 
     async def _stream(self, chunks: Any, model_id: str, request_id: str | None,
                       deadline: float) -> AsyncIterator[ChatEvent]:
@@ -230,11 +277,8 @@ class OpenAICompatProvider:
                         if delta.tool_calls:
                             for tc in delta.tool_calls:
                                 fn = tc.function
-                                args = fn.arguments if fn else None
-                                if args is not None and not isinstance(args, str):
-                                    args = json.dumps(args, ensure_ascii=False)  # Ollama sends objects
                                 yield ToolCallDelta(tc.index if tc.index is not None else 0, tc.id,
-                                                    fn.name if fn else None, args or "")
+                                                    fn.name if fn else None, _arguments(fn.arguments if fn else None))
                     if choice.finish_reason:
                         finish = choice.finish_reason
                 if monotonic() > deadline:
@@ -297,9 +341,9 @@ class OpenAICompatProvider:
         try:
             page = await self.client.models.list()
         except openai.APIStatusError as e:
-            raise self._status_error(e) from None
+            raise self._status_error(e).scrub(self._key) from None
         except openai.APIError as e:
-            raise E.ProviderUnavailable(str(e), provider=self.name) from None
+            raise E.ProviderUnavailable(str(e), provider=self.name).scrub(self._key) from None
         return [ModelInfo(m.id, getattr(m, "owned_by", None)) for m in page.data]
 
     async def health(self) -> Health:
@@ -315,9 +359,35 @@ class OpenAICompatProvider:
         return Health(True, "ok", (time.perf_counter() - t0) * 1000)
 
     async def aclose(self) -> None:
-        for key in [k for k in _CLIENTS if k[0] == self.preset.base_url]:
-            client = _CLIENTS.pop(key)
+        loop = asyncio.get_running_loop()
+        for key in [k for k, (lp, _) in _CLIENTS.items() if k[0] == self.preset.base_url and lp is loop]:
+            _, client = _CLIENTS.pop(key)
             await client.close()
+        _drop_finished_loops(loop)
+
+
+def _parse_completion(body: dict[str, Any]) -> tuple[list[ChatEvent], str | None, Usage | None]:
+    """Events, finish reason and usage of a non-streamed completion body."""
+    choice = body["choices"][0]
+    msg = choice.get("message") or {}
+    events: list[ChatEvent] = []
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if reasoning:
+        events.append(ReasoningDelta(str(reasoning)))
+    splitter = ThinkSplitter()
+    events += splitter.feed(msg.get("content") or "")
+    events += splitter.flush()
+    for i, tc in enumerate(msg.get("tool_calls") or []):
+        fn = tc.get("function") or {}
+        events.append(ToolCallDelta(i, tc.get("id"), fn.get("name"), _arguments(fn.get("arguments"))))
+    return events, choice.get("finish_reason"), _usage(body.get("usage"))
+
+
+def _arguments(args: Any) -> str:
+    """Tool arguments as a JSON string: Ollama sends an object, some servers send nothing."""
+    if args is None:
+        return ""
+    return args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
 
 
 def _usage(u: Any) -> Usage | None:
@@ -337,5 +407,8 @@ def _transport_error(e: Exception, provider: str, rid: str | None) -> E.Provider
     name = type(e).__name__.lower()
     if "timeout" in name:
         return E.Timeout(f"the stream stalled: {type(e).__name__}", provider=provider, request_id=rid)
+    if isinstance(e, (ValueError, TypeError, AttributeError, KeyError)):  # garbage JSON in a `data:` line
+        return E.ProviderUnavailable(f"malformed event in the stream: {type(e).__name__}", provider=provider,
+                                     request_id=rid)
     return E.ProviderUnavailable(f"the connection broke mid-stream: {type(e).__name__}", provider=provider,
                                  request_id=rid)

@@ -42,10 +42,12 @@ Sink = Callable[[list[CallRecord]], Awaitable[None]]
 class BufferedRecorder:
     """Collects records in memory; `flush()` or the background task writes them to the sink."""
 
-    def __init__(self, sink: Sink, *, batch: int = 200, interval_s: float = 0.5) -> None:
+    def __init__(self, sink: Sink, *, batch: int = 200, interval_s: float = 0.5,
+                 close_timeout_s: float = 10.0) -> None:
         self.sink = sink
         self.batch = batch
         self.interval_s = interval_s
+        self.close_timeout_s = close_timeout_s
         self._pending: list[CallRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -89,7 +91,7 @@ class BufferedRecorder:
             if self._wake is not None:
                 self._wake.set()
             try:
-                await asyncio.wait_for(asyncio.shield(task), 10.0)
+                await asyncio.wait_for(asyncio.shield(task), self.close_timeout_s)
             except TimeoutError:  # a sink that hangs: give up on it rather than hang shutdown
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -91,7 +91,8 @@ class SparkWSProvider:
         except InvalidStatus as e:
             status = e.response.status_code
             body = e.response.body.decode(errors="replace") if e.response.body else ""
-            raise E.from_status(status, body or "handshake refused", provider=self.name) from None
+            raise E.from_status(status, body or "handshake refused", provider=self.name).scrub(
+                self._key, self._secret) from None
         except (TimeoutError, OSError, InvalidHandshake) as e:  # refused, timed out, or not a WebSocket answer
             raise E.ProviderUnavailable(f"cannot connect: {type(e).__name__}", provider=self.name) from None
         try:
@@ -113,7 +114,7 @@ class SparkWSProvider:
                 code = header.get("code", 0)
                 if code:
                     raise E.from_code(code, str(header.get("message", "")), provider=self.name, http_status=200,
-                                      request_id=sid)
+                                      request_id=sid).scrub(self._key, self._secret)
                 for t in texts:
                     yield TextDelta(t)
                 if u:

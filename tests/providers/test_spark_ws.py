@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, urlsplit
@@ -261,3 +262,19 @@ async def test_server_hanging_up_during_handshake_is_unavailable() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_stub_refuses_a_host_that_was_not_signed(stub: SparkWSStub) -> None:
+    """Signed for Spark's real host but sent to loopback: the stub (like Spark) refuses it with JSON."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    signed = signed_url(f"wss://{DOC_HOST}/v3.5/chat", KEY, SECRET, NOW)
+    url = signed.replace(f"wss://{DOC_HOST}", f"ws://127.0.0.1:{stub.port}", 1)
+    with pytest.raises(InvalidStatus) as ei:
+        await websockets.connect(url, open_timeout=2)
+    resp = ei.value.response
+    assert resp.status_code == 401
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert json.loads(resp.body)["message"].startswith("HMAC signature cannot be verified")
+    assert stub.handshakes[-1].reason == "enforced header 'host' not used for signature creation"
