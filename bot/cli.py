@@ -360,19 +360,53 @@ def report(days: int = typer.Option(7, "--days"), out: Path | None = typer.Optio
     _run(lambda a: cli_report(a, days, out))
 
 
-@app.command()
-def roadmap(json_out: bool = JSON_OPT) -> None:
-    """学习路线与进度 / the study roadmap and your progress."""
-    from .roadmap import RoadmapError, render_text, roadmap_json
+roadmap_app = typer.Typer(help="学习路线与进度 / the study roadmap and your progress.", rich_markup_mode=None)
+app.add_typer(roadmap_app, name="roadmap")
 
-    try:
-        doc = roadmap_json()
-    except RoadmapError as e:
-        raise Exit(str(e)) from None
-    if json_out:
-        _emit_json(doc)
-    else:
-        print(render_text())
+
+@roadmap_app.callback(invoke_without_command=True)
+def roadmap(ctx: typer.Context, json_out: bool = JSON_OPT,
+            step: str | None = typer.Option(None, "--step", help="步骤编号或 id / step number or id"),
+            progress: bool = typer.Option(False, "--progress", help="附带我的进度 / include my progress")) -> None:
+    """学习路线与进度 / the study roadmap and your progress."""
+    if ctx.invoked_subcommand is None:
+        from .roadmap_cli import roadmap_command
+
+        _run(lambda a: roadmap_command(a, json_out, progress=progress, step=step))
+
+
+@roadmap_app.command("done")
+def roadmap_done(task_id: str, undo: bool = typer.Option(False, "--undo")) -> None:
+    """标记任务完成 / mark a task done."""
+    from .roadmap_cli import done_command
+
+    _run(lambda a: done_command(a, task_id, undo=undo))
+
+
+@app.command()
+def plan(json_out: bool = JSON_OPT, budget: int | None = typer.Option(None, "--budget", help="每日分钟数 / minutes a day")) -> None:
+    """未来 7 天的学习计划 / a study plan for the coming week."""
+    from .roadmap_cli import plan_command
+
+    _run(lambda a: plan_command(a, json_out=json_out, budget=budget))
+
+
+@app.command()
+def progress(out: Path | None = typer.Option(None, "--out", help="PNG 图表 / chart file"),
+             days: int = typer.Option(30, "--days", min=1, max=365), json_out: bool = JSON_OPT) -> None:
+    """掌握度与活跃度（可输出图表）/ mastery by topic and activity, with a chart."""
+    from .roadmap_cli import progress_command
+
+    _run(lambda a: progress_command(a, out_png=out, days=days, json_out=json_out))
+
+
+@app.command()
+def remind(at: str | None = typer.Argument(None, help="HH:MM | on | off"),
+           tz: str | None = typer.Option(None, "--tz")) -> None:
+    """每日学习提醒 / the daily study reminder."""
+    from .roadmap_cli import remind_command
+
+    _run(lambda a: remind_command(a, at=at, tz=tz))
 
 
 def main() -> None:

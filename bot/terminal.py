@@ -22,15 +22,18 @@ HELP = """命令 / commands:
   /ask <问题>       基于学习笔记回答并给出出处 / answer from the notes, with sources
   /model [名称]     查看或切换模型服务 / show or switch the provider
   /quiz [主题] [题数] 测验；也可 /quiz review | stats | leaderboard | stop / quiz (review, stats ...)
-  /roadmap          学习路线 / the study roadmap
+  /roadmap [N]      学习路线与进度 / the roadmap and your progress
+  /plan [分钟]       7 天学习计划 / the 7-day plan
+  /progress         掌握度与活跃度 / mastery and activity
+  /remind [HH:MM|off] 每日学习提醒 / daily reminder
   /help             显示帮助 / this help
   /quit             退出 / quit
   /compare a,b 问题  多个模型并排比较 / compare providers side by side
   /stats [天数]      调用统计 / call statistics
   /digest [日期]     每日简报 / the daily digest
-即将提供 / coming soon: /summarize /classify /plan"""
+即将提供 / coming soon: /summarize /classify"""
 
-SOON = {"/summarize", "/classify", "/plan"}
+SOON = {"/summarize", "/classify"}
 
 
 class Terminal:
@@ -89,10 +92,10 @@ class Terminal:
 
                 await digest_command(self.app, arg.strip() or None, self.provider, False, False, self.out,
                                      dry_run=True)
-            elif cmd == "/roadmap":
-                from .roadmap import render_text
+            elif cmd in ("/roadmap", "/plan", "/progress", "/remind"):
+                from .roadmap_cli import slash
 
-                self.write(render_text())
+                await slash(self.app, cmd, arg, self.write)
             elif cmd in SOON:
                 self.write(f"{cmd}：即将提供 / not yet available in this version.")
             else:
