@@ -276,8 +276,9 @@ async def test_backoff_grows_with_jitter_within_bounds() -> None:
         for k, d in enumerate(delays):
             cap = min(4.0, 0.25 * 2 ** k)
             assert cap / 2 <= d <= cap, (k, d)
-        assert all(later >= earlier for earlier, later in zip(delays, delays[1:], strict=False))
-        assert delays[-1] <= 4.0 and delays[3] > delays[0] * 2  # it grows, up to the cap
+        # below the cap each delay is at least the previous one (half-to-full jitter on a doubling base)
+        assert delays[0] <= delays[1] <= delays[2] <= delays[3] <= delays[4]
+        assert delays[4] >= 2.0 and delays[5] <= 4.0  # it grows, up to the cap
         delays_by_seed.append(delays)
     assert delays_by_seed[0] == delays_by_seed[2]  # seeded: reproducible
     assert delays_by_seed[0] != delays_by_seed[1]  # jitter: another seed, other delays
@@ -381,6 +382,15 @@ async def test_error_after_a_tool_call_delta_is_an_interruption_too() -> None:
     assert not b.calls
 
 
+async def test_reasoning_only_then_error_still_falls_back() -> None:
+    # no answer text reached the user yet (reasoning is kept out of the answer): a fallback is allowed
+    a = FakeProvider("a", [ReasoningDelta("让我想想"), fail(E.ProviderUnavailable)])
+    b = FakeProvider("b", ok_script("B"))
+    r = rig(a, b)
+    assert await r.ask() == "B"
+    assert r.outcomes()[-1] == ("b", "ok", None)
+
+
 async def test_error_before_any_delta_still_falls_back() -> None:
     a = FakeProvider("a", [Tick(0.01), fail(E.ProviderUnavailable)])
     b = FakeProvider("b", ok_script("B"))
@@ -450,13 +460,17 @@ async def test_success_resets_the_failure_count() -> None:
 
 
 async def test_bad_requests_do_not_open_the_breaker() -> None:
-    a = FakeProvider("a", [fail(E.BadRequest, "context too long")])
-    b = FakeProvider("b")
-    r = rig(a, b, policy=RetryPolicy(failure_threshold=2))
-    for _ in range(4):
-        await r.ask()
+    # the threshold counts consecutive *retryable* failures: two bad requests (about the request,
+    # not the provider) and then one 503 must not open a threshold-2 breaker
+    a = FakeProvider("a", [fail(E.BadRequest, "context too long")], [fail(E.ContentFiltered)],
+                     [fail(E.ProviderUnavailable)], ok_script("A"))
+    r = rig(a, policy=RetryPolicy(failure_threshold=2, max_retries_last=0))
+    for _ in range(3):
+        with pytest.raises(E.ProviderError):
+            await r.ask()
     assert not r.router.cooling("a")
-    assert len(a.calls) == 4
+    assert r.router.status()["a"]["failures"] == 1
+    assert await r.ask() == "A"
 
 
 async def test_auth_error_cools_for_the_auth_cooldown() -> None:
