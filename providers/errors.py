@@ -9,7 +9,6 @@ import math
 import re
 import time
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -266,6 +265,7 @@ def _as_int(v: Any) -> int | None:
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
     """`retry-after-ms`, else `retry-after` (seconds or an HTTP date), clamped to 0..120 s.
     A header that cannot be read is skipped, not allowed to hide the other one."""
+    from email.utils import parsedate_to_datetime  # lazily: only for HTTP-date Retry-After
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
