@@ -219,10 +219,24 @@ def run(check: bool = typer.Option(False, "--check", help="只构建不连接 / 
         json_out: bool = JSON_OPT) -> None:
     """启动 Discord 机器人（需要 DISCORD_TOKEN）/ start the Discord bot (needs DISCORD_TOKEN)."""
     s = _settings()
-    if not check and not s.discord_token:
+    from .app import App
+
+    if check:
+        from .discord_app import check_json
+
+        doc = check_json(App(s))
+        if json_out:
+            _emit_json(doc)
+        else:
+            print(f"commands: {', '.join(c['name'] for c in doc['commands'])}")
+            print(f"intents: {doc['intents']}\nallowed_mentions: {doc['allowed_mentions']}")
+        return
+    if not s.discord_token:
         raise Exit("未设置 DISCORD_TOKEN，无法启动 Discord 机器人；终端助手请用 `studybot chat`。/ "
                    "DISCORD_TOKEN is not set; use `studybot chat` for the terminal assistant.")
-    _not_yet("Discord 机器人 / the Discord bot")
+    from .discord_app import run_bot
+
+    raise typer.Exit(run_bot(App(s)))
 
 
 @classify_app.callback(invoke_without_command=True)
@@ -254,7 +268,16 @@ def digest(date: str | None = typer.Option(None, "--date", help="YYYY-MM-DD（�
     """每日简报：人民日报摘要与微博热搜分类 / the daily digest."""
     from jobs.digest_cli import digest_command
 
-    _run(lambda a: digest_command(a, date, provider, json_out, post, sys.stdout, dry_run=dry_run))
+    async def go(a: Any) -> int:
+        if post and not dry_run and a.settings.discord_token:
+            from .discord_app import digest_sender
+
+            async with digest_sender(a) as send:
+                return await digest_command(a, date, provider, json_out, post, sys.stdout, dry_run=dry_run,
+                                            send=send)
+        return await digest_command(a, date, provider, json_out, post, sys.stdout, dry_run=dry_run)
+
+    _run(go)
 
 
 @quiz_app.callback(invoke_without_command=True)

@@ -38,5 +38,6 @@ def setup_logging(level: str, env: Mapping[str, str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("discord.client").setLevel(logging.ERROR)  # "PyNaCl is not installed": no voice here
     for noisy in ("aiosqlite", "asyncio", "httpcore", "httpx", "httpx2", "websockets", "jieba"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))

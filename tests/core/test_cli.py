@@ -114,3 +114,15 @@ def test_debug_logs_never_contain_keys(kb_data_dir: Path) -> None:
     doc = json.loads(r.stdout)
     assert [a["provider"] for a in doc["attempts"]][-1] == "offline"
     assert doc["attempts"][0]["error_kind"] == "unavailable"
+
+
+def test_run_check_json_builds_the_bot_without_connecting(tmp_path: Path) -> None:
+    r = run_cli(["run", "--check", "--json"], clean_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    names = {c["name"] for c in doc["commands"]}
+    assert {"ask", "chat", "model", "compare", "summarize", "classify", "digest", "quiz", "stats", "help", "kb",
+            "forget", "export"} <= names
+    assert doc["allowed_mentions"]["everyone"] is False
+    assert doc["allowed_mentions"]["roles"] is False and doc["allowed_mentions"]["users"] is False
+    assert doc["intents"]["message_content"] is False

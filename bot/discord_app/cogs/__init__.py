@@ -1,0 +1,16 @@
+"""The cogs of StudyBot, added in this order by `StudyBot.load_cogs`."""
+
+from __future__ import annotations
+
+from .admin import Admin
+from .ask import Ask
+from .chat import Chat
+from .digest import DigestCog
+from .models import Models
+from .privacy import Privacy
+from .quiz import QuizCog
+from .text import Text
+
+COGS = (Chat, Ask, Models, Text, DigestCog, QuizCog, Admin, Privacy)
+
+__all__ = ["COGS"]
