@@ -148,7 +148,8 @@ def _load_json(payload: str | bytes | Mapping[str, Any], url: str) -> Mapping[st
 
 def _ranked(topics: list[HotTopic], own_ranks: list[int | None]) -> list[HotTopic]:
     """Keep Weibo's own ranks when every kept topic has a distinct one, else number 1..n."""
-    if own_ranks and all(r is not None for r in own_ranks) and len(set(own_ranks)) == len(own_ranks):
+    if (own_ranks and all(r is not None and r >= 1 for r in own_ranks)  # type: ignore[operator]
+            and len(set(own_ranks)) == len(own_ranks)):
         return [_with_rank(t, r) for t, r in zip(topics, own_ranks, strict=True)]  # type: ignore[arg-type]
     return [_with_rank(t, i) for i, t in enumerate(topics, 1)]
 
