@@ -239,25 +239,86 @@ def run(check: bool = typer.Option(False, "--check", help="只构建不连接 / 
     raise typer.Exit(run_bot(App(s)))
 
 
+def _read_rows(input: Path | None) -> list[dict[str, Any]]:
+    """JSONL (or plain lines) from --input or stdin."""
+    from jobs.text import parse_rows
+
+    if input is not None:
+        if not input.is_file():
+            raise Exit(f"找不到输入文件 / no such input file: {input}")
+        text = input.read_text(encoding="utf-8", errors="replace")
+    else:
+        text = "" if sys.stdin.isatty() else sys.stdin.read()
+    try:
+        return parse_rows(text)
+    except ValueError as e:
+        raise Exit(str(e)) from None
+
+
+def _emit_rows(rows: list[dict[str, Any]], json_out: bool, field: str) -> None:
+    for r in rows:
+        if json_out:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+        else:
+            extra = f" / {r['sublabel']}" if field == "label" and r.get("sublabel") else ""
+            print(f"{r.get(field, '')}{extra}\t{r.get('title') or r.get('word') or r.get('text') or ''}"[:300])
+    sys.stdout.flush()
+
+
 @classify_app.callback(invoke_without_command=True)
 def classify(ctx: typer.Context, provider: str | None = PROVIDER_OPT, json_out: bool = JSON_OPT,
              input: Path | None = INPUT_OPT) -> None:
-    """给标题或热搜词分类 / classify headlines or hot-search topics (JSONL in, JSONL out)."""
-    if ctx.invoked_subcommand is None:
-        _not_yet("分类 / classify")
+    """给标题或热搜词分类（JSONL 或纯文本行）/ classify headlines or hot-search topics (JSONL in, JSONL out)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = _read_rows(input)
+
+    async def go(a: Any) -> int:
+        from jobs.classify import run_classify
+
+        _emit_rows(await run_classify(a, rows, provider), json_out, "label")
+        return 0
+
+    _run(go)
 
 
 @classify_app.command("train")
 def classify_train(file: Path) -> None:
     """用标注数据训练离线分类器 / fit the offline classifier on labelled rows."""
-    _not_yet("分类器训练 / classify train")
+    rows = _read_rows(file)
+
+    async def go(a: Any) -> int:
+        from jobs.classify import run_train
+
+        try:
+            res = run_train(a, rows)
+        except ValueError as e:
+            print(f"studybot: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(res, ensure_ascii=False))
+        return 0
+
+    _run(go)
 
 
 @app.command()
 def summarize(provider: str | None = PROVIDER_OPT, max_chars: int = typer.Option(200, "--max-chars"),
               json_out: bool = JSON_OPT, input: Path | None = INPUT_OPT) -> None:
-    """摘要（JSONL 输入）/ summarise articles (JSONL in, JSONL out)."""
-    _not_yet("摘要 / summarize")
+    """摘要（JSONL 或纯文本行）/ summarise articles (JSONL in, JSONL out)."""
+    rows = _read_rows(input)
+
+    async def go(a: Any) -> int:
+        from jobs.summarize import run_summarize
+
+        try:
+            out = await run_summarize(a, rows, provider, max_chars)
+        except ValueError as e:
+            print(f"studybot: {e}", file=sys.stderr)
+            return 2
+        _emit_rows(out, json_out, "summary")
+        return 0
+
+    _run(go)
 
 
 @app.command()

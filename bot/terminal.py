@@ -31,9 +31,10 @@ HELP = """命令 / commands:
   /compare a,b 问题  多个模型并排比较 / compare providers side by side
   /stats [天数]      调用统计 / call statistics
   /digest [日期]     每日简报 / the daily digest
-即将提供 / coming soon: /summarize /classify"""
+  /summarize <文本>  摘要 / summarise a text
+  /classify <标题>   新闻分类 / classify a headline"""
 
-SOON = {"/summarize", "/classify"}
+SOON: set[str] = set()
 
 
 class Terminal:
@@ -87,6 +88,8 @@ class Terminal:
                 from .stats import slash_stats
 
                 await slash_stats(self.app, arg, self.write)
+            elif cmd in ("/summarize", "/classify"):
+                await self.text_job(cmd, arg.strip())
             elif cmd == "/digest":
                 from jobs.digest_cli import digest_command
 
@@ -132,6 +135,22 @@ class Terminal:
             self.write("参考 / Sources:")
             for i, s in enumerate(res.sources, 1):
                 self.write(f"[{i}] {s['title']} › {s['section']} ({s['path']})")
+
+    async def text_job(self, cmd: str, text: str) -> None:
+        if not text:
+            self.write("请在命令后附上文字 / add some text after the command")
+            return
+        if cmd == "/classify":
+            from jobs.classify import run_classify
+
+            (row,) = await run_classify(self.app, [text], self.provider)
+            sub = f" / {row['sublabel']}" if row.get("sublabel") else ""
+            self.write(f"{row['label']}{sub}（{row['confidence']:.2f}）")
+        else:
+            from jobs.summarize import run_summarize
+
+            (row,) = await run_summarize(self.app, [text], self.provider, 200)
+            self.write(scrub(row["summary"]))
 
     async def model(self, name: str) -> None:
         settings = self.app.settings

@@ -81,13 +81,6 @@ def test_providers_list_json(tmp_path: Path) -> None:
     assert "sk-secret-value" not in r.stdout + r.stderr  # keys are never printed
 
 
-def test_later_capabilities_say_not_yet(tmp_path: Path) -> None:
-    for args in (["summarize"], ["classify"]):
-        r = run_cli(args, clean_env(tmp_path), stdin="")
-        assert r.returncode != 0
-        assert "not yet available" in r.stderr
-
-
 def test_run_without_token_is_a_clear_message(tmp_path: Path) -> None:
     r = run_cli(["run"], clean_env(tmp_path))
     assert r.returncode != 0
