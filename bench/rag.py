@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bot.knowledge.chunk import Chunk  # noqa: E402
 from bot.knowledge.embed import get_embedder  # noqa: E402
 from bot.knowledge.index import IndexStore, KnowledgeIndex  # noqa: E402
-from bot.knowledge.retrieve import MODES, Retriever  # noqa: E402
+from bot.knowledge.retrieve import MODES, QUERY_EMBED_CHARS, Retriever  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "data" / "rag"
 SHARED_KB = ROOT.parent / "shared" / "knowledge"
@@ -102,9 +102,35 @@ def latency(ret: Retriever, questions: list[dict], mode: str = "hybrid", n: int 
     return times
 
 
+def embed_latency(questions: list[dict], n: int = LATENCY_QUERIES) -> list[float]:
+    """The query embedding alone (what hybrid and embed modes pay on top of lexical search)."""
+    emb = get_embedder()
+    times = []
+    for i in range(n):
+        q = questions[i % len(questions)]["q"]
+        t = time.perf_counter()
+        emb.encode([q[:QUERY_EMBED_CHARS]], is_query=True)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+class _Memo:
+    """The embedder with every question's vector computed ahead: times the rest of a search."""
+
+    def __init__(self, emb, questions: list[dict]) -> None:  # type: ignore[no-untyped-def]
+        self.name, self.dim, self._emb = emb.name, emb.dim, emb
+        texts = list(dict.fromkeys(q["q"][:QUERY_EMBED_CHARS] for q in questions))
+        self._vecs = dict(zip(texts, emb.encode(texts, is_query=True), strict=True))
+
+    def encode(self, texts: list[str], *, is_query: bool):  # type: ignore[no-untyped-def]
+        if is_query and len(texts) == 1 and texts[0] in self._vecs:
+            return self._vecs[texts[0]][None, :]
+        return self._emb.encode(texts, is_query=is_query)
+
+
 def pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def report(prefix: str, ret: Retriever, questions: list[dict], show_misses: bool) -> dict[str, dict]:
@@ -182,7 +208,7 @@ def main() -> int:
 
         per_chunk = embed_cost(idx)
         estimate = per_chunk * len(idx)
-        out("embed_cost_ms_per_chunk (20 chunks)", per_chunk * 1000)
+        out("builtin.embed_ms_per_chunk_on_20_chunks", per_chunk * 1000)
         if args.quick or estimate >= FULL_BUILD_LIMIT_S:
             why = "--quick" if args.quick else f"estimate >= {FULL_BUILD_LIMIT_S:.0f} s"
             out("builtin.build_s_without_shipped_vectors",
@@ -195,17 +221,29 @@ def main() -> int:
                 out("builtin.build_s_without_shipped_vectors", f"{time.perf_counter() - t:.1f} (measured)")
 
         ret = Retriever(idx, emb)
+        out("machine.cpus", os.cpu_count() or 0)
+        load = os.getloadavg()[0]
+        out("machine.load_avg_1m_before_latency", f"{load:.2f} (other work on the machine slows the model)")
         times = latency(ret, questions)
         p50, p95 = pct(times, 50), pct(times, 95)
         out("latency_ms.hybrid.p50", p50)
         out("latency_ms.hybrid.p95", p95)
+        enc = embed_latency(questions)
+        out("latency_ms.query_embedding_alone.p50", pct(enc, 50))
+        out("latency_ms.query_embedding_alone.p95", pct(enc, 95))
+        fixed = latency(Retriever(idx, _Memo(emb, questions)), questions)
+        out("latency_ms.hybrid_without_the_model.p50", pct(fixed, 50))
+        out("latency_ms.hybrid_without_the_model.p95", pct(fixed, 95))
         bm = latency(ret, questions, "bm25")
         out("latency_ms.bm25.p50", pct(bm, 50))
+        out("latency_ms.bm25.p95", pct(bm, 95))
         res = report("builtin", ret, questions, args.misses)
 
     best_single = max(res[m]["hit@3"] for m in ("embed", "bm25", "bigram"))
     hyb = res["hybrid"]["hit@3"]
-    out("target.latency_p50_lt_30ms", "pass" if p50 < TARGET_P50_MS else "FAIL")
+    out("target.latency_p50_lt_30ms", ("pass" if p50 < TARGET_P50_MS else "FAIL")
+        + f" (p50 {p50:.1f} ms = the query embedding, {pct(enc, 50):.1f} ms alone, + the rest, {pct(fixed, 50):.1f} ms;"
+        f" load average {load:.1f} on {os.cpu_count()} CPUs)")
     out("target.hybrid_hit@3_ge_0.9", "pass" if hyb >= TARGET_HYBRID_HIT3 else "FAIL")
     out("target.hybrid_ge_best_single_hit@3", "pass" if hyb >= best_single else "FAIL")
 
@@ -223,6 +261,8 @@ def main() -> int:
     t = time.perf_counter()
     sidx = store.ensure(docs)
     took = time.perf_counter() - t
+    out("shared.note", "answers are labelled in the built-in notes; the course files compete with them "
+        "(some cover the same topics, so a few 'misses' are fair answers from the course)")
     embedded = 0 if current.read_text() == before else sidx.meta.get("embedded", 0)
     out("shared.files", len(sidx.meta["files"]))
     out("shared.chunks", len(sidx))

@@ -3,8 +3,10 @@
 Layout under `<data dir>/index/<scope>/`: immutable generations `gen-N/` (meta.json,
 chunks.jsonl, vectors.npy) and a `CURRENT` file naming the live one, replaced atomically.
 Builders take an exclusive file lock, so concurrent first uses build once; readers never
-see a half-written index. Unchanged files (same content hash) keep their chunks and vectors.
-Missing, corrupt or older-version indexes are rebuilt with a message, never a crash.
+see a half-written index. Unchanged files (same content hash) keep their chunks and vectors;
+in a changed file (or after an INDEX_VERSION bump) every chunk whose text is unchanged keeps
+its vector, so only new text is embedded. Missing, corrupt or older-version indexes are rebuilt
+with a message, never a crash.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .lexical import BM25, TfIdf, bigram_tokens, word_tokens
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 3  # bump when the chunker, tokenizers or file layout change
+INDEX_VERSION = 6  # bump when the chunker, tokenizers or file layout change
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -55,16 +57,30 @@ def builtin_documents() -> list[Document]:
     return docs
 
 
+MAX_FILE_BYTES = 5_000_000  # a bigger "note" is a log or a dump: skipped with a warning
+_SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "venv"}
+
+
+def _wanted(f: Path, root: Path) -> bool:
+    rel = f.relative_to(root).parts[:-1] if f != root else ()
+    return not any(part.startswith(".") or part in _SKIP_DIRS for part in rel)
+
+
 def folder_documents(paths: list[Path]) -> list[Document]:
+    """Supported files under the given files/folders (hidden and dependency folders skipped)."""
     docs: list[Document] = []
     for p in paths:
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and _wanted(f, p))
         for f in files:
-            if f.suffix.lower() in SUPPORTED_SUFFIXES:
-                try:
-                    docs.append(Document(str(f.resolve()), f.read_text(encoding="utf-8", errors="replace"), f))
-                except OSError as e:
-                    log.warning("cannot read %s: %s", f, e)
+            if f.suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            try:
+                if f.stat().st_size > MAX_FILE_BYTES:
+                    log.warning("skipping %s: larger than %d bytes", f, MAX_FILE_BYTES)
+                    continue
+                docs.append(Document(str(f.resolve()), f.read_text(encoding="utf-8", errors="replace"), f))
+            except OSError as e:
+                log.warning("cannot read %s: %s", f, e)
     return docs
 
 
@@ -164,16 +180,24 @@ class IndexStore:
 
     # -- load / build ---------------------------------------------------------------------------
 
-    def load(self) -> KnowledgeIndex | None:
-        """The current generation, or None (with self.notice set) when missing or unusable."""
+    def load(self, *, any_version: bool = False) -> KnowledgeIndex | None:
+        """The current generation, or None (with self.notice set) when missing or unusable.
+        any_version: accept an older INDEX_VERSION (to reuse its vectors when rebuilding)."""
         try:
             gen = (self.dir / "CURRENT").read_text().strip()
         except OSError:
+            if any(self.dir.glob("gen-*")):
+                self.notice = "知识索引缺少 CURRENT，正在重建 / index pointer missing, rebuilding"
             return None
         g = self.dir / gen
+        if not gen.startswith("gen-") or not g.is_dir():
+            self.notice = "知识索引损坏，正在重建 / index unreadable (bad CURRENT), rebuilding"
+            return None
         try:
             meta = json.loads((g / "meta.json").read_text())
-            if meta.get("version") != INDEX_VERSION or meta.get("embedder") != self.embedder.name:
+            if not isinstance(meta, dict):
+                raise ValueError("meta.json is not an object")
+            if (meta.get("version") != INDEX_VERSION and not any_version) or meta.get("embedder") != self.embedder.name:
                 self.notice = "知识索引来自旧版本或其他嵌入模型，正在重建 / index is from an older version, rebuilding"
                 return None
             chunks, words, bigrams = [], [], []
@@ -186,7 +210,7 @@ class IndexStore:
             vectors = np.load(g / "vectors.npy", mmap_mode="r")
             if vectors.shape != (len(chunks), self.embedder.dim) or len(chunks) != meta.get("n_chunks"):
                 raise ValueError("vector and chunk counts differ")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
             self.notice = f"知识索引损坏，正在重建 / index unreadable ({type(e).__name__}), rebuilding"
             log.warning("index %s unreadable: %s", g, e)
             return None
@@ -203,7 +227,10 @@ class IndexStore:
             idx = self.load()  # someone may have built it while we waited
             if idx is not None and idx.meta.get("files", {}) == want:
                 return idx
-            return self._build(docs, idx)
+            notice = self.notice
+            old = idx if idx is not None else self.load(any_version=True)
+            self.notice = notice
+            return self._build(docs, old)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -218,7 +245,7 @@ class IndexStore:
     def _build(self, docs: list[Document], old: KnowledgeIndex | None) -> KnowledgeIndex:
         old_files: dict[str, str] = (old.meta.get("files", {}) if old else {})
         reuse: dict[str, list[int]] = {}
-        if old is not None:
+        if old is not None and old.meta.get("version") == INDEX_VERSION:
             for i, c in enumerate(old.chunks):
                 reuse.setdefault(c.path, []).append(i)
         chunks: list[Chunk] = []
@@ -243,6 +270,17 @@ class IndexStore:
                 vec_parts.append(np.zeros((1, self.embedder.dim), dtype=np.float32))  # placeholder
         vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
         vectors = np.array(vectors, dtype=np.float32)
+        if to_embed and old is not None and len(old):
+            # an edited file: chunks whose text did not change keep their vectors
+            known = {_text_key(c.embed_text()): i for i, c in enumerate(old.chunks)}
+            left = []
+            for i, c in to_embed:
+                r = known.get(_text_key(c.embed_text()))
+                if r is not None and old.vectors.shape[1:] == (self.embedder.dim,):
+                    vectors[i] = old.vectors[r]
+                else:
+                    left.append((i, c))
+            to_embed = left
         if to_embed and self.use_shipped:
             ahead = shipped_vectors(self.embedder.name)
             if ahead:
@@ -269,8 +307,9 @@ class IndexStore:
                meta: dict[str, Any]) -> None:
         existing = sorted((int(p.name[4:]) for p in self.dir.glob("gen-*") if p.name[4:].isdigit()), reverse=True)
         n = (existing[0] + 1) if existing else 1
+        for stale in self.dir.glob(".tmp-gen-*"):  # left by a builder that died (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = self.dir / f".tmp-gen-{n}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
             for c, w, b in zip(chunks, words, bigrams, strict=True):

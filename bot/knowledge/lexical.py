@@ -13,13 +13,29 @@ from collections.abc import Iterable
 
 import numpy as np
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9_.+\-]*|[\u4e00-\u9fff]+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9_.+\-]*|[\u4e00-\u9fff]+|[\u0370-\u03ff]+")  # Latin, Chinese, Greek (α, β)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 STOPWORDS = frozenset(
     "的 了 是 在 和 与 及 或 也 都 就 而 把 被 让 给 对 中 上 下 为 以 于 这 那 一个 一种 什么 怎么 怎样 如何 为什么 "
     "哪些 哪个 吗 呢 吧 啊 么 请 我 你 他 她 它 我们 你们 有 没有 会 能 可以 要 需要 是否 多少 一下 "
+    "到 从 又 再 很 更 最 还 才 个 得 着 过 地 之 其 该 每 啥 咋 嘛 呀 哦 "
+    "这个 那个 这些 那些 一些 这样 那样 这种 那种 已经 因为 所以 但是 如果 然后 以及 还是 或者 并且 而且 "
+    "比较 非常 一般 现在 自己 大家 时候 到底 大概 应该 能否 能不能 是不是 有没有 怎么办 "
     "a an the of to in on for and or is are be what how why which does do can with by as at from it "
-    "this that these those vs".split()
+    "this that these those vs i you we my your our me do did done was were been has have had will would "
+    "should could there their them then than so if not no any some into about just".split()
+)
+
+# domain words jieba should keep whole (lower-case; Latin names keep their symbols)
+USER_WORDS = (
+    "LoRA", "QLoRA", "RLHF", "DPO", "PPO", "GRPO", "RoPE", "ALiBi", "YaRN", "GQA", "MQA",
+    "FlashAttention", "PagedAttention", "vLLM", "Ollama", "GGUF", "GPTQ", "AWQ", "EXL2", "BM25",
+    "SwiGLU", "RMSNorm", "LayerNorm", "Transformer", "tokenizer", "softmax", "few-shot",
+    "注意力机制", "自注意力", "位置编码", "低秩", "量化", "微调", "预训练", "奖励模型", "困惑度",
+    "缩放定律", "指令数据", "对话模板", "检索增强", "向量数据库", "知识库", "提示词", "思维链",
+    "学习率", "参数量", "显存", "反向传播", "梯度下降", "损失函数", "交叉熵", "词向量", "余弦相似度",
+    "相似度", "上下文", "重排序", "切块", "去重", "离群值", "超参数", "前馈网络", "残差连接", "归一化",
+    "词表", "分词器", "解码器", "编码器", "训练循环", "自动求导", "掩码", "推理", "吞吐", "延迟",
 )
 
 _jieba_ready = False
@@ -30,15 +46,20 @@ def _jieba():  # type: ignore[no-untyped-def]
     import jieba
 
     if not _jieba_ready:
+        from .glossary import chinese_terms
+
         jieba.setLogLevel(60)  # its start-up chatter goes nowhere
-        for w in ("LoRA", "QLoRA", "RLHF", "DPO", "PPO", "GRPO", "RoPE", "ALiBi", "YaRN", "KV cache", "GQA", "MQA",
-                  "FlashAttention", "PagedAttention", "vLLM", "Ollama", "GGUF", "GPTQ", "AWQ", "EXL2", "BM25",
-                  "SwiGLU", "RMSNorm", "LayerNorm", "Transformer", "tokenizer", "softmax", "few-shot",
-                  "注意力机制", "自注意力", "位置编码", "低秩", "量化", "微调", "预训练", "奖励模型", "困惑度",
-                  "缩放定律", "指令数据", "对话模板", "检索增强", "向量数据库", "知识库", "提示词", "思维链"):
+        for w in (*USER_WORDS, *chinese_terms()):
             jieba.add_word(w.lower())
         _jieba_ready = True
     return jieba
+
+
+def _plain(tok: str) -> str:
+    """English plural → singular, so "tokens" meets "token" (both sides go through this)."""
+    if len(tok) > 3 and tok.endswith("s") and not tok.endswith(("ss", "us", "is")) and tok.isascii():
+        return tok[:-1]
+    return tok
 
 
 def word_tokens(text: str) -> list[str]:
@@ -50,7 +71,7 @@ def word_tokens(text: str) -> list[str]:
         if not tok or tok in STOPWORDS:
             continue
         if _WORD.fullmatch(tok) or _CJK.search(tok):
-            out.append(tok)
+            out.append(_plain(tok))
     return out
 
 
@@ -82,25 +103,44 @@ class _Inverted:
                 scores[p[0]] += qw * p[1]
         return scores
 
+    @staticmethod
+    def _triples(docs: list[list[str]]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(vocabulary, doc ids, term ids, term counts): one row per distinct term of each doc."""
+        vocab: dict[str, int] = {}
+        d_ids: list[int] = []
+        t_ids: list[int] = []
+        counts: list[int] = []
+        for i, d in enumerate(docs):
+            tf = Counter(d)
+            d_ids.extend([i] * len(tf))
+            t_ids.extend(vocab.setdefault(t, len(vocab)) for t in tf)
+            counts.extend(tf.values())
+        return (list(vocab), np.array(d_ids, dtype=np.int32), np.array(t_ids, dtype=np.int64),
+                np.array(counts, dtype=np.float32))
+
+    def _store(self, vocab: list[str], d_ids: np.ndarray, t_ids: np.ndarray, weights: np.ndarray) -> None:
+        order = np.argsort(t_ids, kind="stable")
+        d_sorted, w_sorted = d_ids[order], weights[order].astype(np.float32)
+        ends = np.cumsum(np.bincount(t_ids, minlength=len(vocab)))
+        start = 0
+        for term, end in zip(vocab, ends.tolist(), strict=True):
+            self.postings[term] = (d_sorted[start:end], w_sorted[start:end])
+            start = end
+
 
 class BM25(_Inverted):
     def __init__(self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75) -> None:
         super().__init__(len(docs))
-        lengths = np.array([len(d) for d in docs], dtype=np.float32)
-        avg = float(lengths.mean()) if len(docs) else 1.0
-        df: Counter[str] = Counter()
-        tfs = [Counter(d) for d in docs]
-        for tf in tfs:
-            df.update(tf.keys())
-        acc: dict[str, tuple[list[int], list[float]]] = {}
-        for i, tf in enumerate(tfs):
-            norm = k1 * (1 - b + b * (lengths[i] / (avg or 1.0)))
-            for term, f in tf.items():
-                idf = math.log(1 + (self.n - df[term] + 0.5) / (df[term] + 0.5))
-                ids, ws = acc.setdefault(term, ([], []))
-                ids.append(i)
-                ws.append(idf * f * (k1 + 1) / (f + norm))
-        self.postings = {t: (np.array(i, dtype=np.int32), np.array(w, dtype=np.float32)) for t, (i, w) in acc.items()}
+        vocab, d_ids, t_ids, tf = self._triples(docs)
+        if not vocab:
+            return
+        lengths = np.array([len(d) for d in docs], dtype=np.float64)
+        avg = float(lengths.mean()) or 1.0
+        df = np.bincount(t_ids, minlength=len(vocab)).astype(np.float64)
+        idf = np.log(1 + (self.n - df + 0.5) / (df + 0.5))
+        norm = k1 * (1 - b + b * lengths / avg)
+        weights = idf[t_ids] * tf * (k1 + 1) / (tf + norm[d_ids])
+        self._store(vocab, d_ids, t_ids, weights)
 
     def search(self, query_tokens: list[str]) -> np.ndarray:
         return self.score((t, 1.0) for t in dict.fromkeys(query_tokens))
@@ -111,20 +151,16 @@ class TfIdf(_Inverted):
 
     def __init__(self, docs: list[list[str]]) -> None:
         super().__init__(len(docs))
-        df: Counter[str] = Counter()
-        tfs = [Counter(d) for d in docs]
-        for tf in tfs:
-            df.update(tf.keys())
-        self.idf = {t: math.log((1 + self.n) / (1 + c)) + 1 for t, c in df.items()}
-        acc: dict[str, tuple[list[int], list[float]]] = {}
-        for i, tf in enumerate(tfs):
-            w = {t: (1 + math.log(f)) * self.idf[t] for t, f in tf.items()}
-            norm = math.sqrt(sum(v * v for v in w.values())) or 1.0
-            for t, v in w.items():
-                ids, ws = acc.setdefault(t, ([], []))
-                ids.append(i)
-                ws.append(v / norm)
-        self.postings = {t: (np.array(i, dtype=np.int32), np.array(w, dtype=np.float32)) for t, (i, w) in acc.items()}
+        vocab, d_ids, t_ids, tf = self._triples(docs)
+        df = np.bincount(t_ids, minlength=len(vocab)).astype(np.float64)
+        idf = np.log((1 + self.n) / (1 + df)) + 1
+        self.idf = dict(zip(vocab, idf.tolist(), strict=True))
+        if not vocab:
+            return
+        w = (1 + np.log(tf.astype(np.float64))) * idf[t_ids]
+        norms = np.sqrt(np.bincount(d_ids, weights=w * w, minlength=self.n))
+        norms[norms == 0] = 1.0
+        self._store(vocab, d_ids, t_ids, w / norms[d_ids])
 
     def search(self, query_tokens: list[str]) -> np.ndarray:
         tf = Counter(t for t in query_tokens if t in self.idf)
