@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData()
@@ -173,8 +173,18 @@ class Store:
 
     async def migrate(self) -> list[int]:
         """Apply every migration newer than the database; return the versions applied."""
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(self._migrate_sync)
+        import asyncio
+
+        for attempt in range(6):
+            try:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(self._migrate_sync)
+            except (IntegrityError, OperationalError):
+                # another process migrated the same file at the same moment: read again and go on
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        return []
 
     def _migrate_sync(self, conn: Connection) -> list[int]:
         schema_version.create(conn, checkfirst=True)

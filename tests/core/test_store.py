@@ -100,3 +100,20 @@ async def test_conversation_history_is_per_conversation(tmp_path: Path) -> None:
         assert [m["content"] for m in await store.recent_messages(a, limit=1)] == ["A2"]
     finally:
         await store.close()
+
+
+def test_two_processes_opening_a_fresh_database_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "race.db"
+    code = ("import asyncio, sys; from bot.store import Store; import bot.quiz.store, bot.compare, bot.progress\n"
+            "async def main():\n"
+            f"    s = await Store.open('sqlite+aiosqlite:///{db}')\n"
+            "    print(await s.version()); await s.close()\n"
+            "asyncio.run(main())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # all see the same, latest version
