@@ -97,7 +97,9 @@ class Assistant:
         if len(question) > MAX_QUESTION_CHARS:
             question = question[:MAX_QUESTION_CHARS]
             note = f"问题过长，只使用了前 {MAX_QUESTION_CHARS} 个字符 / question cut to {MAX_QUESTION_CHARS} characters"
-        hits = await self.app.kb.search(question, 5)
+        # a model will answer: segment the query fast; the offline engine searches for itself
+        online = (provider or self.app.settings.provider_chain[0]) != "offline"
+        hits = await self.app.kb.search(question, 5, fast=online)
         relevant = [h for h in hits if is_relevant(h)][:4]
         router = await (self.app.ensure_provider(provider) if provider else self.app.router())
         rounds = self._tool_rounds(router, provider)

@@ -57,11 +57,11 @@ class KnowledgeBase:
             self._retriever = Retriever(idx, self.embedder)
         return idx
 
-    def search_sync(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        return self.retriever().search(query, k, mode)
+    def search_sync(self, query: str, k: int = 5, mode: str = "hybrid", *, fast: bool = False) -> list[Hit]:
+        return self.retriever().search(query, k, mode, fast=fast)
 
-    async def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        return await asyncio.to_thread(self.search_sync, query, k, mode)
+    async def search(self, query: str, k: int = 5, mode: str = "hybrid", *, fast: bool = False) -> list[Hit]:
+        return await asyncio.to_thread(lambda: self.search_sync(query, k, mode, fast=fast))
 
     async def answer_offline(self, question: str, k: int = 5) -> OfflineAnswer:
         hits = await self.search(question, k)

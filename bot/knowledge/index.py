@@ -28,7 +28,7 @@ import numpy as np
 
 from .chunk import SUPPORTED_SUFFIXES, Chunk, chunk_file, chunk_markdown
 from .embed import Embedder
-from .lexical import BM25, TfIdf, bigram_tokens, word_tokens
+from .lexical import BM25, TfIdf, VocabTokenizer, bigram_tokens, word_tokens
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ class KnowledgeIndex:
     meta: dict[str, Any] = field(default_factory=dict)
     _bm25: BM25 | None = None
     _tfidf: TfIdf | None = None
+    workdir: Path | None = None  # where query-time helper files may be written
+    _query_tk: VocabTokenizer | None = None
 
     @property
     def bm25(self) -> BM25:
@@ -141,6 +143,14 @@ class KnowledgeIndex:
         if self._tfidf is None:
             self._tfidf = TfIdf(self.bigrams)
         return self._tfidf
+
+    def query_tokens(self, text: str) -> list[str]:
+        """Word tokens of a query, segmented with this index's vocabulary (fast to load)."""
+        if self._query_tk is None:
+            import tempfile
+
+            self._query_tk = VocabTokenizer(self.words, self.workdir or Path(tempfile.gettempdir()) / "studybot-q")
+        return self._query_tk.tokens(text)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -214,7 +224,7 @@ class IndexStore:
             self.notice = f"知识索引损坏，正在重建 / index unreadable ({type(e).__name__}), rebuilding"
             log.warning("index %s unreadable: %s", g, e)
             return None
-        return KnowledgeIndex(chunks, vectors, words, bigrams, meta)
+        return KnowledgeIndex(chunks, vectors, words, bigrams, meta, workdir=self.dir / "query")
 
     def ensure(self, docs: list[Document] | None = None) -> KnowledgeIndex:
         """Load the index if it matches the documents, else (re)build it under the lock."""
@@ -301,7 +311,7 @@ class IndexStore:
         meta = {"version": INDEX_VERSION, "embedder": self.embedder.name, "n_chunks": len(chunks),
                 "files": {d.path: d.digest for d in docs}, "embedded": len(to_embed)}
         self._write(chunks, words, bigrams, vectors, meta)
-        return KnowledgeIndex(chunks, vectors, words, bigrams, meta)
+        return KnowledgeIndex(chunks, vectors, words, bigrams, meta, workdir=self.dir / "query")
 
     def _write(self, chunks: list[Chunk], words: list[list[str]], bigrams: list[list[str]], vectors: np.ndarray,
                meta: dict[str, Any]) -> None:

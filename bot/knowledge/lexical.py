@@ -7,9 +7,11 @@ its own terms, so search is well under a millisecond for thousands of chunks.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -73,6 +75,45 @@ def word_tokens(text: str) -> list[str]:
         if _WORD.fullmatch(tok) or _CJK.search(tok):
             out.append(_plain(tok))
     return out
+
+
+class VocabTokenizer:
+    """Query-time segmentation with the index's own vocabulary as jieba's dictionary.
+
+    jieba's full dictionary takes well over a second to load in every process; a query only
+    needs the words the index knows (no other word can score), and a dictionary of those
+    loads in milliseconds. Unknown Chinese runs still go through jieba's HMM.
+    """
+
+    def __init__(self, words: Iterable[list[str]], workdir: Path) -> None:
+        import jieba
+
+        counts: Counter[str] = Counter()
+        for doc in words:
+            counts.update(doc)
+        for w in USER_WORDS:
+            counts[w.lower()] += 1
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / f"query_dict.v2.{len(counts)}.txt"
+        if not path.exists():
+            # frequency grows with length so a known long word beats its parts (as in jieba's own
+            # dictionary, where 今天天气 outweighs 今天 + 天气); the count only orders equal lengths
+            lines = "".join(f"{w} {int(10 ** min(len(w), 8) * (1 + math.log(c)))}\n"
+                            for w, c in counts.items() if w and " " not in w)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(lines, encoding="utf-8")
+            os.replace(tmp, path)
+        jieba.setLogLevel(60)
+        self._tk = jieba.Tokenizer(dictionary=str(path))
+        self._tk.tmp_dir = str(workdir)
+
+    def tokens(self, text: str) -> list[str]:
+        out = []
+        for tok in self._tk.lcut(text.lower()):
+            tok = tok.strip()
+            if tok and tok not in STOPWORDS and (_WORD.fullmatch(tok) or _CJK.search(tok)):
+                out.append(_plain(tok))
+        return out
 
 
 def bigram_tokens(text: str) -> list[str]:

@@ -74,7 +74,10 @@ class Retriever:
         top = np.argpartition(-scores, n - 1)[:n]
         return top[np.argsort(-scores[top], kind="stable")]
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", *, fast: bool = False) -> list[Hit]:
+        """`fast` segments the query with the index's own vocabulary instead of jieba's full
+        dictionary (which takes over a second to load per process). Ranking is as good (bench/rag.py);
+        the offline engine's "not found" rule was tuned on full segmentation, so it keeps it."""
         query = (query or "").strip()[:MAX_QUERY_CHARS]
         if not query or len(self.index) == 0:
             return []
@@ -82,7 +85,8 @@ class Retriever:
         need_embed = mode in ("hybrid", "embed")
         cos = (np.asarray(self.index.vectors @ self.embedder.encode([query[:QUERY_EMBED_CHARS]], is_query=True)[0])
                if need_embed else np.zeros(len(self.index), dtype=np.float32))
-        bm = self.index.bm25.search(word_tokens(expanded))  # always: its score backs "not found"
+        tokens = self.index.query_tokens if fast else word_tokens
+        bm = self.index.bm25.search(tokens(expanded))  # always: its score backs "not found"
         bg = self.index.tfidf.search(bigram_tokens(expanded)) if mode in ("hybrid", "bigram") else None
         if mode == "embed":
             fused, order = cos, self._rank(cos)
@@ -103,8 +107,8 @@ class Retriever:
                 fused[ranked] += RRF_WEIGHTS[name] / (RRF_K + 1 + np.arange(len(ranked), dtype=np.float32))
             order = self._rank(fused)
             order = order[fused[order] > 0]
-        q_words = set(word_tokens(expanded))
-        asked = set(word_tokens(query))
+        q_words = set(tokens(expanded))
+        asked = set(tokens(query))
         hits = []
         for r, i in enumerate(order[:k]):
             words = set(self.index.words[i])

@@ -59,7 +59,7 @@ async def test_ask_sends_numbered_passages_and_returns_sources(vllm_app) -> None
 
 async def test_ask_calls_the_model_even_when_notes_have_nothing(vllm_app) -> None:  # type: ignore[no-untyped-def]
     app, server = vllm_app
-    res = await Assistant(app).ask("今天天气怎么样")
+    res = await Assistant(app).ask("红烧肉怎么做才好吃")
     assert res.provider == "vllm" and res.answer
     assert "没有找到相关资料" in server.requests[-1].json()["messages"][0]["content"]
     assert res.sources == []
