@@ -344,14 +344,14 @@ class Classifier:
                     vecs = None
             if vecs is None:
                 vecs = self.embed(texts)
-                if cache:
-                    try:
-                        cache.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = cache.with_suffix(".tmp.npy")
-                        np.save(tmp, vecs)
-                        os.replace(tmp, cache)
-                    except OSError as e:  # a read-only data dir only costs the cache
-                        log.warning("cannot cache prototypes in %s: %s", cache.parent, e)
+            if cache and not cache.exists():  # also when another data dir's copy came from memory
+                try:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache.with_suffix(".tmp.npy")
+                    np.save(tmp, vecs)
+                    os.replace(tmp, cache)
+                except OSError as e:  # a read-only data dir only costs the cache
+                    log.warning("cannot cache prototypes in %s: %s", cache.parent, e)
             _PROTO_MEMO[key] = vecs
             k = len(self.labels.labels)
             protos = np.zeros((k, vecs.shape[1]), dtype=np.float32)

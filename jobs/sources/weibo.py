@@ -281,7 +281,7 @@ def parse_summary(html: str, *, url: str = "", keep_filtered: bool = False) -> l
         flag_node = row.css_first("td.td-03")
         flag = flag_node.text(deep=True).strip() if flag_node else ""
         is_ad = not href or "javascript:" in href.lower() or flag in AD_BADGES
-        pinned = not rank_text.isdigit() and not is_ad
+        pinned = not (rank_text.isascii() and rank_text.isdigit()) and not is_ad
         link = urljoin("https://s.weibo.com/", href) if href and not is_ad else topic_url(word)
         topic = HotTopic(0, word, heat, label, link, is_ad=is_ad, pinned=pinned, flag=flag or None)
         if is_ad or pinned:
