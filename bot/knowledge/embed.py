@@ -65,9 +65,9 @@ class SentenceTransformerEmbedder:
     """Any sentence-transformers model; E5-style models get their query/passage prefixes."""
 
     def __init__(self, model: str) -> None:
-        from sentence_transformers import SentenceTransformer
+        import sentence_transformers as st
 
-        self._m = SentenceTransformer(model, device="cpu")
+        self._m = st.SentenceTransformer(model, device="cpu")
         self.name = f"st:{model}"
         # E5 models (intfloat/multilingual-e5-small, ...) want "query: " / "passage: " prefixes
         self._e5 = re.search(r"(^|[-_])e5([-_]|$)", Path(model.rstrip("/")).name.lower()) is not None
