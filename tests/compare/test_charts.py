@@ -5,22 +5,16 @@ a warning when no such font exists."""
 
 from __future__ import annotations
 
-import io
 import random
 import struct
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fontTools.ttLib import TTFont
-from matplotlib import font_manager as fm
-from matplotlib.text import Text
 
 from bot.charts import (
     LABELS,
     NO_CJK_WARNING,
-    Chart,
     errors_chart,
     errors_per_day,
     find_cjk_font,
@@ -28,6 +22,7 @@ from bot.charts import (
     local_days,
     needed_glyphs,
 )
+from tests.chart_checks import assert_glyphs_present, cmap, has_cjk, render_without_glyph_warnings, texts
 
 NOW = 1_764_000_000.0  # 2025-11-25 00:00 in Asia/Shanghai
 
@@ -51,38 +46,6 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def cmap(path: str, index: int) -> set[int]:
-    font = TTFont(path, fontNumber=index, lazy=True)
-    try:
-        return set(font.getBestCmap())
-    finally:
-        font.close()
-
-
-def texts(chart: Chart) -> list[Text]:
-    return [t for t in chart.figure.findobj(Text) if t.get_text().strip()]
-
-
-def has_cjk(s: str) -> bool:
-    return any("\u4e00" <= c <= "\u9fff" for c in s)
-
-
-def assert_glyphs_present(chart: Chart) -> None:
-    """Every text with non-ASCII characters resolves to a font file whose cmap has them all."""
-    for t in texts(chart):
-        wide = {ord(c) for c in t.get_text() if ord(c) > 127 and not c.isspace()}
-        if not wide:
-            continue
-        resolved = fm.findfont(t.get_fontproperties(), fallback_to_default=False)
-        missing = wide - cmap(str(resolved), int(getattr(resolved, "face_index", 0) or 0))
-        assert not missing, (t.get_text(), resolved, [chr(c) for c in missing])
-
-
-def rerender_without_glyph_warnings(chart: Chart) -> None:
-    """matplotlib warns 'Glyph … missing from font(s)' when it draws a tofu box: there must be none."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        chart.figure.savefig(io.BytesIO(), format="png")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +81,7 @@ def test_latency_chart_headless_with_chinese_title_labels_and_units(cjk: Any, tm
         assert [t.get_text() for t in ax.get_xticklabels()] == ["ernie", "qwen", "spark"]
     assert "首字" in axes[0].get_title() and "总延迟" in axes[1].get_title()
     assert_glyphs_present(chart)
-    rerender_without_glyph_warnings(chart)
+    render_without_glyph_warnings(chart)
 
 
 def test_errors_chart_stacks_kinds_per_day(cjk: Any, tmp_path: Path) -> None:
@@ -139,7 +102,7 @@ def test_errors_chart_stacks_kinds_per_day(cjk: Any, tmp_path: Path) -> None:
     assert heights == [sum(v[i] for v in per_day.values()) for i in range(len(days))]
     assert sum(heights) == sum(1 for r in data if r["outcome"] in ("error", "interrupted"))
     assert_glyphs_present(chart)
-    rerender_without_glyph_warnings(chart)
+    render_without_glyph_warnings(chart)
 
 
 def test_charts_of_an_empty_window_say_so(cjk: Any, tmp_path: Path) -> None:
@@ -157,7 +120,7 @@ def test_without_a_cjk_font_labels_fall_back_to_english_with_a_warning(tmp_path:
     for c in (lat, err):
         assert c.lang == "en" and c.warnings == [NO_CJK_WARNING] and c.path.stat().st_size > 5000
         assert all(t.get_text().isascii() for t in texts(c))
-        rerender_without_glyph_warnings(c)
+        render_without_glyph_warnings(c)
     assert lat.figure.get_axes()[0].get_ylabel() == "Latency (ms)"
     assert err.figure.get_axes()[0].get_ylabel() == "Errors (count)"
     assert NO_CJK_WARNING in caplog.text

@@ -5,19 +5,14 @@ English fallback with a warning when no CJK font exists."""
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import struct
-import warnings
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fontTools.ttLib import TTFont
-from matplotlib import font_manager as fm
-from matplotlib.text import Text
 
 from bot.app import App
 from bot.charts import NO_CJK_WARNING, Chart
@@ -25,6 +20,7 @@ from bot.progress import ProgressStore, user_progress
 from bot.progress_chart import LABELS, needed_glyphs, progress_chart
 from bot.roadmap import TOPIC_SLUGS
 from bot.roadmap_cli import progress_command, progress_report
+from tests.chart_checks import assert_glyphs_present, cmap, has_cjk, render_without_glyph_warnings, texts
 
 from .test_progress import Clock, U, answer_session, app, clock, quiz_service  # noqa: F401 - fixtures
 
@@ -35,38 +31,6 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@functools.lru_cache(maxsize=8)
-def cmap(path: str, index: int) -> frozenset[int]:
-    """The code points of a font face (parsing a CJK collection is slow: once per face)."""
-    font = TTFont(path, fontNumber=index, lazy=True)
-    try:
-        return frozenset(font.getBestCmap())
-    finally:
-        font.close()
-
-
-def texts(chart: Chart) -> list[Text]:
-    return [t for t in chart.figure.findobj(Text) if t.get_text().strip()]
-
-
-def has_cjk(s: str) -> bool:
-    return any("\u4e00" <= c <= "\u9fff" for c in s)
-
-
-def assert_glyphs_present(chart: Chart) -> None:
-    for t in texts(chart):
-        wide = {ord(c) for c in t.get_text() if ord(c) > 127 and not c.isspace()}
-        if not wide:
-            continue
-        resolved = fm.findfont(t.get_fontproperties(), fallback_to_default=False)
-        missing = wide - cmap(str(resolved), int(getattr(resolved, "face_index", 0) or 0))
-        assert not missing, (t.get_text(), resolved, [chr(c) for c in missing])
-
-
-def render_without_glyph_warnings(chart: Chart) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # 'Glyph … missing from font(s)' would be a tofu box
-        chart.figure.savefig(io.BytesIO(), format="png")
 
 
 def bar_widths(chart: Chart) -> list[float]:
