@@ -34,8 +34,6 @@ HELP = """命令 / commands:
   /summarize <文本>  摘要 / summarise a text
   /classify <标题>   新闻分类 / classify a headline"""
 
-SOON: set[str] = set()
-
 
 class Terminal:
     def __init__(self, app: App, provider: str | None = None, out: Any = None) -> None:
@@ -99,8 +97,6 @@ class Terminal:
                 from .roadmap_cli import slash
 
                 await slash(self.app, cmd, arg, self.write)
-            elif cmd in SOON:
-                self.write(f"{cmd}：即将提供 / not yet available in this version.")
             else:
                 self.write(f"未知命令 {cmd}，输入 /help 查看 / unknown command, try /help")
             return True
