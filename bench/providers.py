@@ -12,8 +12,10 @@ concurrency 1 and 200, replies per second and per-reply latency (p50, p99) for:
   `delta.content`: the least any client can do;
 - `bare2`: a second, independent bare client: bare2/bare is the noise floor of the method.
 
-The three sides run interleaved (order rotated every round), `--runs` rounds, after a warm-up;
-each figure is the median over rounds. `cpu_ms_per_reply` (process CPU time / replies) is the
+The three sides run interleaved, `--runs` rounds, after a warm-up; at concurrency 1 they take
+turns reply by reply (so a burst of outside load hits every side alike), at 200 run by run with
+the order rotated every round. Each figure is the median over rounds. The client and the stub are
+pinned to separate CPUs when there are two (`--no-pin` to turn that off). `cpu_ms_per_reply` (process CPU time / replies) is the
 figure least disturbed by other load on the machine. Then, without I/O, `micro.*` splits one
 reply's CPU cost: the SDK decoding the chunks, what OpenAICompatProvider adds over a bare loop on
 the decoded chunks, and what Router adds over iterating a provider directly.
@@ -157,6 +159,27 @@ async def run(one: ReplyFn, n: int, c: int, expect: str) -> dict[str, float]:
             "cpu_ms": 1e3 * cpu / n}
 
 
+async def run_interleaved(ones: dict[str, ReplyFn], n: int, expect: str) -> dict[str, dict[str, float]]:
+    """Concurrency 1, the sides taking turns one reply at a time (order rotated every reply)."""
+    names = list(ones)
+    lat: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, float] = dict.fromkeys(names, 0.0)
+    for i in range(n):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t, c0 = time.perf_counter(), time.process_time()
+            text = await ones[name]()
+            lat[name].append(time.perf_counter() - t)
+            cpu[name] += time.process_time() - c0
+            if text != expect:
+                raise SystemExit(f"wrong reply: {text[:40]!r}...")
+    out = {}
+    for name in names:
+        xs = sorted(lat[name])
+        out[name] = {"rps": n / sum(xs), "p50_ms": 1e3 * statistics.median(xs),
+                     "p99_ms": 1e3 * xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))], "cpu_ms": 1e3 * cpu[name] / n}
+    return out
+
+
 async def bench(url: str, chunks: int, runs: int, plan: list[tuple[int, int]]) -> dict[str, float]:
     expect = "".join(f"{PIECE}{i % 10}" for i in range(chunks))
     sides = {"router": make_router(url), "bare": make_bare(url), "bare2": make_bare(url)}
@@ -169,8 +192,12 @@ async def bench(url: str, chunks: int, runs: int, plan: list[tuple[int, int]]) -
             results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
             for r in range(runs):
                 order = names[r % len(names):] + names[:r % len(names)]
-                for name in order:
-                    results[name].append(await run(sides[name][0], n, c, expect))
+                if c == 1:  # reply by reply, so a burst of outside load hits every side alike
+                    for name, figures in (await run_interleaved({k: sides[k][0] for k in order}, n, expect)).items():
+                        results[name].append(figures)
+                else:
+                    for name in order:
+                        results[name].append(await run(sides[name][0], n, c, expect))
                 log(f"c={c} round {r + 1}/{runs}: " + "  ".join(
                     f"{name} {results[name][-1]['rps']:.1f}/s p50 {results[name][-1]['p50_ms']:.1f} ms"
                     for name in names))
@@ -306,9 +333,10 @@ def main() -> None:
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chunks", type=int, default=200)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--c1", type=int, default=20, help="replies per run at concurrency 1")
+    ap.add_argument("--c1", type=int, default=60, help="replies per run at concurrency 1")
     ap.add_argument("--c200", type=int, default=200, help="replies per run at concurrency 200 (>= 200)")
     ap.add_argument("--quick", action="store_true", help="a smoke test: 2 rounds, 10 replies at c=1")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the client and the stub to separate CPUs")
     ap.add_argument("--json", action="store_true", help="also print every figure as one JSON line on stderr")
     args = ap.parse_args()
     if args.serve:
@@ -318,6 +346,11 @@ def main() -> None:
     if args.quick:
         args.runs = min(args.runs, 2)
     proc, url = start_stub(args.chunks)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2 and not args.no_pin:  # stub and client each on a core of their own: steadier figures
+        os.sched_setaffinity(proc.pid, {cpus[-1]})
+        os.sched_setaffinity(0, {cpus[0]})
+        log(f"pinned: client on cpu {cpus[0]}, stub on cpu {cpus[-1]}")
     try:
         t0 = time.perf_counter()
         figures = asyncio.run(bench(url, args.chunks, args.runs, plan))

@@ -40,6 +40,7 @@ class App:
         self.settings = settings
         self._store: Store | None = None
         self._kb: KnowledgeBase | None = None
+        self._scoped_kbs: dict[str, KnowledgeBase] = {}
         self._router: Router | None = None
         self._recorder: BufferedRecorder | None = None
 
@@ -60,6 +61,23 @@ class App:
             self._kb = KnowledgeBase(self.settings.data_path, self.settings.embedding_model,
                                      progress=stderr_progress, notify=lambda m: print(m, file=sys.stderr))
         return self._kb
+
+    def scoped_kb(self, scope: str) -> KnowledgeBase:
+        """Another knowledge base in the data dir (a server's files from /kb add), kept loaded."""
+        if scope not in self._scoped_kbs:
+            from .knowledge import KnowledgeBase
+
+            self._scoped_kbs[scope] = KnowledgeBase(self.settings.data_path, self.settings.embedding_model, scope=scope)
+        return self._scoped_kbs[scope]
+
+    def guild_kb(self, guild_id: int | str | None) -> KnowledgeBase | None:
+        """The server's own knowledge base, when it has one."""
+        if not guild_id:
+            return None
+        scope = f"guild-{guild_id}"
+        if scope not in self._scoped_kbs and not (self.settings.data_path / "index" / scope).is_dir():
+            return None
+        return self.scoped_kb(scope)
 
     def build_provider(self, name: str) -> Any:
         from providers import build_provider
@@ -93,6 +111,11 @@ class App:
         if name not in router.providers:
             router.add(name, self.build_provider(name))
         return router
+
+    async def flush_records(self) -> None:
+        """Write the call records still queued (they are written in the background otherwise)."""
+        if self._recorder is not None:
+            await self._recorder.flush()
 
     async def aclose(self) -> None:
         if self._recorder is not None:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from providers import Final, ReasoningDelta, StreamInterrupted, TextDelta
 from providers.errors import ProviderError
+from providers.records import Caller
 
 from .app import prompt_text
+from .knowledge import extra_knowledge, search_all
 from .knowledge.answer import is_relevant
 from .render import scrub
 from .tools import loop as tool_loop
@@ -22,10 +24,11 @@ if TYPE_CHECKING:
     from providers.router import Attempt, Router
 
     from .app import App
-    from .knowledge import Hit
+    from .knowledge import Hit, KnowledgeBase
 
 MAX_QUESTION_CHARS = 4000
 HISTORY_CHAR_BUDGET = 6000  # roughly 3-4k tokens of earlier turns
+PERSONA_MAX_CHARS = 1500
 
 
 @dataclass
@@ -39,10 +42,13 @@ class AskResult:
     latency_ms: float = 0.0
     note: str | None = None  # e.g. the answer was cut off
     ok: bool = True
+    usage: dict[str, int] | None = None  # tokens of the answering call, when the provider reported them
 
     def as_dict(self) -> dict[str, Any]:
         d = {"answer": self.answer, "provider": self.provider, "model": self.model, "sources": self.sources,
              "tools": self.tools, "attempts": self.attempts, "latency_ms": round(self.latency_ms, 1)}
+        if self.usage:
+            d["usage"] = self.usage
         if self.note:
             d["note"] = self.note
         return d
@@ -56,6 +62,14 @@ def passages_block(hits: list[Hit]) -> str:
         c = h.chunk
         parts.append(f"[{i}] {c.title} › {c.section}\n{c.text}")
     return "\n\n".join(parts)
+
+
+def with_persona(system: str, persona: str | None) -> str:
+    """The channel's persona (set by the server's admins) after the built-in rules, which still win."""
+    persona = (persona or "").strip()[:PERSONA_MAX_CHARS]
+    if not persona:
+        return system
+    return f"{system}\n\n本频道的设定（服务器管理员提供，不得违反以上规则）/ this channel's persona:\n{persona}"
 
 
 def trim_history(history: list[dict[str, str]], budget: int = HISTORY_CHAR_BUDGET) -> list[dict[str, str]]:
@@ -87,8 +101,19 @@ class Assistant:
     def _with_tools(system: str, rounds: int) -> str:
         return system + "\n" + prompt_text("tools") if rounds else system
 
-    async def ask(self, question: str, *, provider: str | None = None,
+    async def ask(self, question: str, *, provider: str | None = None, model: str | None = None,
+                  kb: KnowledgeBase | None = None, user_id: str | None = None, guild_id: str | None = None,
                   on_delta: Callable[[str], None] | None = None) -> AskResult:
+        """A grounded answer. `kb` is searched besides the built-in notes (a server's own files);
+        `model` applies to the chosen (or first) provider; the ids go on the call records."""
+        token = extra_knowledge.set((kb,) if kb is not None else ())
+        try:
+            return await self._ask(question, provider, model, user_id, guild_id, on_delta)
+        finally:
+            extra_knowledge.reset(token)
+
+    async def _ask(self, question: str, provider: str | None, model: str | None, user_id: str | None,
+                   guild_id: str | None, on_delta: Callable[[str], None] | None) -> AskResult:
         t0 = time.perf_counter()
         question = (question or "").strip()
         if not question:
@@ -99,7 +124,7 @@ class Assistant:
             note = f"问题过长，只使用了前 {MAX_QUESTION_CHARS} 个字符 / question cut to {MAX_QUESTION_CHARS} characters"
         # a model will answer: segment the query fast; the offline engine searches for itself
         online = (provider or self.app.settings.provider_chain[0]) != "offline"
-        hits = await self.app.kb.search(question, 5, fast=online)
+        hits = await search_all(self.app.kb, question, 5, fast=online)
         relevant = [h for h in hits if is_relevant(h)][:4]
         router = await (self.app.ensure_provider(provider) if provider else self.app.router())
         rounds = self._tool_rounds(router, provider)
@@ -113,7 +138,8 @@ class Assistant:
         token = tool_loop.current_runs.set(runs)  # the offline engine records the tools it routes to here
         try:
             async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
-                                          trace=trace, purpose="ask", runs=runs):
+                                          trace=trace, purpose="ask", runs=runs, model=model,
+                                          caller=Caller(user_id, guild_id)):
                 if isinstance(ev, TextDelta):
                     text.append(ev.text)
                     if on_delta:
@@ -131,26 +157,32 @@ class Assistant:
         # the offline engine cites what it used; model answers cite the passages we gave them
         sources = [h.as_source() for h in (relevant if answering != "offline" else
                                            [] if runs.results else [h for h in hits if is_relevant(h)])]
+        usage = final.usage if final else None
         return AskResult(scrub("".join(text)), answering, final.model if final else None, sources,
-                         runs.summaries(), [a.as_dict() for a in trace], (time.perf_counter() - t0) * 1000, note, ok)
+                         runs.summaries(), [a.as_dict() for a in trace], (time.perf_counter() - t0) * 1000, note, ok,
+                         {"prompt_tokens": usage.prompt_tokens or 0, "completion_tokens": usage.completion_tokens or 0}
+                         if usage else None)
 
-    async def chat(self, conversation_key: str, text: str, *, provider: str | None = None,
-                   user_id: str | None = None) -> AsyncIterator[TextDelta | ReasoningDelta | ToolNote | Final]:
-        """Stream a chat reply; earlier turns of the same conversation go into the prompt.
-        Tools run on the way; when any ran, a `ToolNote` comes just before the `Final`."""
+    async def chat(self, conversation_key: str, text: str, *, provider: str | None = None, model: str | None = None,
+                   persona: str | None = None, user_id: str | None = None, guild_id: str | None = None,
+                   ) -> AsyncIterator[TextDelta | ReasoningDelta | ToolNote | Final]:
+        """Stream a chat reply; earlier turns of the same conversation go into the prompt, the
+        channel's `persona` into the system prompt. Tools run on the way; when any ran, a
+        `ToolNote` comes just before the `Final`."""
         store = await self.app.store()
-        conv = await store.conversation(conversation_key, user_id)
+        conv = await store.conversation(conversation_key, user_id, guild_id)
         history = trim_history(await store.recent_messages(conv, 40))
         router = await (self.app.ensure_provider(provider) if provider else self.app.router())
         rounds = self._tool_rounds(router, provider)
-        messages = [{"role": "system", "content": self._with_tools(prompt_text("chat"), rounds)}, *history,
+        system = with_persona(self._with_tools(prompt_text("chat"), rounds), persona)
+        messages = [{"role": "system", "content": system}, *history,
                     {"role": "user", "content": text}]
         reply: list[str] = []
         runs = ToolRuns()
         token = tool_loop.current_runs.set(runs)
         try:
             async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
-                                          purpose="chat", runs=runs):
+                                          purpose="chat", runs=runs, model=model, caller=Caller(user_id, guild_id)):
                 if isinstance(ev, TextDelta):
                     reply.append(ev.text)
                 yield ev

@@ -493,6 +493,29 @@ def remind(at: str | None = typer.Argument(None, help="HH:MM | on | off"),
     _run(lambda a: remind_command(a, at=at, tz=tz))
 
 
+data_app = typer.Typer(help="我的数据：导出与删除 / your data: export and delete.", rich_markup_mode=None)
+app.add_typer(data_app, name="data")
+USER_OPT = typer.Option(None, "--user", help="用户 id（默认终端用户；如 discord:123）/ user id (default: the terminal's)")
+
+
+@data_app.command("export")
+def data_export(user: str | None = USER_OPT,
+                out: Path | None = typer.Option(None, "--out", help="写入文件（默认 stdout）/ file (default stdout)")) -> None:
+    """导出一个用户的全部数据（JSON）/ everything stored about a user, as JSON."""
+    from .privacy import export_command
+
+    _run(lambda a: export_command(a, user, out))
+
+
+@data_app.command("forget")
+def data_forget(user: str | None = USER_OPT,
+                yes: bool = typer.Option(False, "--yes", help="确认删除 / confirm the deletion")) -> None:
+    """删除一个用户的对话、测验、进度和调用记录 / delete a user's conversations, quiz, progress and call records."""
+    from .privacy import forget_command
+
+    _run(lambda a: forget_command(a, user, yes))
+
+
 def main() -> None:
     from .errors import ConfigError
 

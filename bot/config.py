@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     discord_dev_guild_id: int | None = _env("DISCORD_DEV_GUILD_ID")
     discord_message_content: bool = Field(default=False, validation_alias=AliasChoices("DISCORD_MESSAGE_CONTENT"))
     rate_limit_user_per_min: int = Field(default=6, ge=1, validation_alias=AliasChoices("RATE_LIMIT_USER_PER_MIN"))
+    rate_limit_server_per_min: int = Field(default=30, ge=1, validation_alias=AliasChoices("RATE_LIMIT_SERVER_PER_MIN"))
+    # 0 keeps forever
+    conversation_retention_days: float = Field(
+        default=90, ge=0, validation_alias=AliasChoices("CONVERSATION_RETENTION_DAYS")
+    )
+    call_record_retention_days: float = Field(
+        default=180, ge=0, validation_alias=AliasChoices("CALL_RECORD_RETENTION_DAYS")
+    )
     server_daily_token_budget: int = Field(
         default=200_000, ge=0, validation_alias=AliasChoices("SERVER_DAILY_TOKEN_BUDGET")
     )

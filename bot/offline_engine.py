@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from .knowledge import search_all
 from .knowledge.answer import extract
 from .tools import intents, present
 from .tools.builtin import registry_for
@@ -74,7 +75,7 @@ class OfflineEngine:
         routed = await self.route_tools(question, messages)
         if routed is not None:
             return routed
-        hits = await self.app.kb.search(question, 5)
+        hits = await search_all(self.app.kb, question, 5)  # with the server's own files, if any
         ans = extract(question, hits)
         if not ans.found:
             return NOT_FOUND

@@ -16,6 +16,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call is made for: stamped on its call records."""
+
+    user_id: str | None = None
+    guild_id: str | None = None
+
+
 @dataclass(slots=True)
 class CallRecord:
     started_at: float  # unix seconds
@@ -30,6 +38,8 @@ class CallRecord:
     error_kind: str | None = None
     error_code: str | None = None
     request_id: str | None = None
+    user_id: str | None = None  # who the call was made for, so a user's records can be exported and forgotten
+    guild_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

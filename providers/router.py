@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors as E
-from .records import CallRecord, Recorder
+from .records import Caller, CallRecord, Recorder
 from .types import ChatEvent, Final, Message, Provider, ReasoningDelta, TextDelta, ToolCallDelta
 
 
@@ -160,9 +160,11 @@ class Router:
         only: str | None = None,
         trace: list[Attempt] | None = None,
         purpose: str = "chat",
+        caller: Caller | None = None,
         **opts: Any,
     ) -> AsyncIterator[ChatEvent]:
-        """Stream a reply. `only` pins one provider (no fallback); `trace` receives the attempts."""
+        """Stream a reply. `only` pins one provider (no fallback); `trace` receives the attempts;
+        `caller` is stamped on the call records."""
         chain = [only] if only else self.chain
         if only and only not in self.providers:
             raise E.BadRequest(f"provider {only!r} is not configured", provider=only)
@@ -207,12 +209,12 @@ class Router:
                     if delivered:
                         attempts.append(Attempt(name, "interrupted", err.kind, _s(err.code), err.message, elapsed * 1e3))
                         self._record(name, use_model or provider.default_model, started_wall, ttft, elapsed, None,
-                                     "interrupted", err, purpose)
+                                     "interrupted", err, purpose, caller)
                         raise E.StreamInterrupted(err.message, provider=name, code=err.code,
                                                   request_id=err.request_id) from err
                     attempts.append(Attempt(name, "error", err.kind, _s(err.code), err.message, elapsed * 1e3))
                     self._record(name, use_model or provider.default_model, started_wall, ttft, elapsed, None,
-                                 "error", err, purpose)
+                                 "error", err, purpose, caller)
                     last_error = err
                     # a breaker that just opened means: stop hammering, use the fallback
                     if err.retryable and retry < retries_allowed and (is_last or not self.cooling(name)):
@@ -226,20 +228,21 @@ class Router:
                     break
                 except (asyncio.CancelledError, GeneratorExit):  # task cancelled, or the consumer stopped early
                     self._record(name, use_model or provider.default_model, started_wall, ttft, self.clock() - t0,
-                                 final, "cancelled", None, purpose)
+                                 final, "cancelled", None, purpose, caller)
                     raise
                 elapsed = self.clock() - t0
                 self._ok(name)
                 attempts.append(Attempt(name, "ok", latency_ms=elapsed * 1e3))
                 self._record(name, (final.model if final and final.model else use_model or provider.default_model),
-                             started_wall, ttft, elapsed, final, "ok", None, purpose)
+                             started_wall, ttft, elapsed, final, "ok", None, purpose, caller)
                 yield final or Final("stop", None, None, name, use_model)
                 return
         assert last_error is not None or not candidates
         raise last_error or E.ProviderUnavailable("no provider available")
 
     def _record(self, provider: str, model: str | None, started: float, ttft: float | None, duration: float,
-                final: Final | None, outcome: str, err: E.ProviderError | None, purpose: str) -> None:
+                final: Final | None, outcome: str, err: E.ProviderError | None, purpose: str,
+                caller: Caller | None = None) -> None:
         if self.recorder is None:
             return
         usage = final.usage if final else None
@@ -249,6 +252,7 @@ class Router:
             tokens_in=usage.prompt_tokens if usage else None, tokens_out=usage.completion_tokens if usage else None,
             outcome=outcome, error_kind=err.kind if err else None, error_code=_s(err.code) if err else None,
             request_id=(err.request_id if err else (final.request_id if final else None)),
+            user_id=caller.user_id if caller else None, guild_id=caller.guild_id if caller else None,
         ))
 
     async def health(self) -> dict[str, Any]:

@@ -27,9 +27,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.privacy import purge_older_than
+
 from ..render import error_embed, pack_embeds
 from .common import NO_MENTIONS, Guard, respond, to_embed
-from .data import ConversationIndex, purge_older_than
+from .data import ConversationIndex
 from .stream import EditThrottle
 from .views import DYNAMIC_ITEMS
 
@@ -156,6 +158,16 @@ class StudyBot(commands.Bot):
             self.scheduler = await start_scheduler(self.app, self.post_digest)
         except Exception:
             log.exception("the digest scheduler did not start")
+        try:
+            from bot.reminders import start_reminders
+
+            from .cogs.roadmap import ReminderDelivery, is_discord_user
+
+            # on the digest's scheduler; if that one failed, the reminders' own becomes self.scheduler (closed below)
+            self.scheduler = await start_reminders(self.app, ReminderDelivery.for_bot(self), scheduler=self.scheduler,
+                                                   accept=is_discord_user)
+        except Exception:
+            log.exception("the study reminders did not start")
         self._spawn(self._every(NUDGE_EVERY_S, self.send_nudges), "nudges")
         self._spawn(self._every(MAINTENANCE_EVERY_S, self.maintenance), "maintenance")
 
@@ -254,10 +266,8 @@ class StudyBot(commands.Bot):
 
     async def maintenance(self) -> None:
         s = self.app.settings
-        conv = getattr(s, "conversation_retention_days", None)
-        calls = getattr(s, "call_record_retention_days", None)
-        removed = await purge_older_than(await self.app.store(), conversation_days=conv, call_record_days=calls,
-                                         now=self.wall_clock())
+        removed = await purge_older_than(await self.app.store(), conversation_days=s.conversation_retention_days,
+                                         call_record_days=s.call_record_retention_days, now=self.wall_clock())
         if removed:
             log.info("retention clean-up: %s", removed)
 

@@ -3,7 +3,6 @@ rate limits and provider choice, and the sinks the streaming renderer writes to.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
-SERVER_RATE_FACTOR = 5  # a server may make this many times the per-user rate
 ALLOW_CACHE_S = 60.0
 
 
@@ -133,8 +131,7 @@ class Guard:
         s = bot.app.settings
         self.bot = bot
         self.users = RateLimiter(s.rate_limit_user_per_min, clock=bot.clock)
-        per_server = getattr(s, "rate_limit_server_per_min", None) or SERVER_RATE_FACTOR * s.rate_limit_user_per_min
-        self.servers = RateLimiter(per_server, clock=bot.clock)
+        self.servers = RateLimiter(s.rate_limit_server_per_min, clock=bot.clock)
         self.budget = TokenBudget(bot.app.store, s.server_daily_token_budget, s.zone, clock=bot.wall_clock)
         self._allowed: dict[int, tuple[float, set[str]]] = {}  # guild → (read at, allow list)
 
@@ -214,15 +211,6 @@ class Guard:
             await self.budget.charge(guild_scope(guild_id, user_id), tokens)
         except Exception:  # accounting must never break an answer
             log.warning("could not record token usage", exc_info=True)
-
-
-def accepted_kwargs(fn: Any, **candidates: Any) -> dict[str, Any]:
-    """The keyword arguments `fn` accepts among `candidates` (None values dropped): lets the
-    adapter pass optional context (model, persona, guild) to core functions that support it."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return {k: v for k, v in candidates.items() if v is not None}
-    return {k: v for k, v in candidates.items() if v is not None and k in params}
 
 
 # ---- sinks for the streaming renderer ----------------------------------------------------------------

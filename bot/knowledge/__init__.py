@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
-from .answer import OfflineAnswer, extract
+from .answer import OfflineAnswer, extract, is_relevant
 from .embed import Embedder, get_embedder
 from .index import IndexStore, KnowledgeIndex, Progress
 from .retrieve import Hit, Retriever
 
-__all__ = ["Hit", "KnowledgeBase", "OfflineAnswer"]
+__all__ = ["Hit", "KnowledgeBase", "OfflineAnswer", "extra_knowledge", "search_all"]
+
+# knowledge bases searched besides the built-in one for the request in progress (a server's own
+# files from /kb add): set by the assistant, read by every search on the way, the offline engine's too
+extra_knowledge: ContextVar[tuple[KnowledgeBase, ...]] = ContextVar("extra_knowledge", default=())
 
 
 class KnowledgeBase:
@@ -66,3 +71,17 @@ class KnowledgeBase:
     async def answer_offline(self, question: str, k: int = 5) -> OfflineAnswer:
         hits = await self.search(question, k)
         return extract(question, hits)
+
+
+async def search_all(kb: KnowledgeBase, query: str, k: int = 5, *, fast: bool = False,
+                     extra: Sequence[KnowledgeBase] | None = None) -> list[Hit]:
+    """Search `kb` and the extra knowledge bases (default: those of the request in progress) and
+    merge: relevant passages first, then by fused score. Every index fuses the same methods by
+    reciprocal rank, so their scores are on one scale."""
+    more = tuple(extra if extra is not None else extra_knowledge.get())
+    if not more:
+        return await kb.search(query, k, fast=fast)
+    found = await asyncio.gather(*(x.search(query, k, fast=fast) for x in (kb, *more)))
+    hits = [h for hs in found for h in hs]
+    hits.sort(key=lambda h: (is_relevant(h), h.score), reverse=True)
+    return hits[:k]

@@ -12,14 +12,13 @@ import pytest
 from bot.app import App
 from bot.config import load_settings
 from bot.discord_app import acheck_json, check_json
-from bot.discord_app.common import accepted_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "ask": [], "chat": [], "model": [], "compare": [], "summarize": [], "classify": [],
     "digest": ["now", "subscribe", "unsubscribe", "time"], "quiz": ["start", "review", "stats", "leaderboard"],
     "stats": [], "help": [], "kb": ["add"], "forget": [], "export": [], "sync": [],
-    "config": ["persona", "allow", "deny", "channels", "dms"],
+    "config": ["persona", "allow", "deny", "channels", "dms"], "roadmap": [], "plan": [], "progress": [],
 }
 ADMIN_ONLY = {"digest", "kb", "config"}
 _NAME = re.compile(r"^[-_\w]{1,32}$")
@@ -38,6 +37,14 @@ async def test_check_json_lists_every_command_and_turns_mentions_off() -> None:
     assert {n for n, c in names.items() if c.get("default_member_permissions")} == ADMIN_ONLY
     assert any("quiz:" in p for p in doc["persistent_buttons"])
     assert doc["token_set"] is False  # built without a token and without connecting
+
+
+def test_help_mentions_every_command_a_member_can_use() -> None:
+    from bot.discord_app.cogs.admin import HELP
+
+    text = " ".join(f"{name} {value}" for name, value in HELP)
+    missing = [c for c in EXPECTED if c not in {"help", "sync", "config"} and f"/{c}" not in text]
+    assert missing == []
 
 
 def test_check_json_is_json_and_follows_the_message_content_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,11 +118,3 @@ def test_render_stays_discord_free_at_runtime() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
-
-def test_optional_context_reaches_core_functions_that_accept_it() -> None:
-    def chat(key: str, text: str, *, provider: str | None = None, persona: str | None = None) -> None: ...
-
-    def anything(**kw: object) -> None: ...
-
-    assert accepted_kwargs(chat, model="m", persona="p", guild_id=None) == {"persona": "p"}
-    assert accepted_kwargs(anything, model="m", persona=None) == {"model": "m"}

@@ -477,7 +477,8 @@ EVERY_COMMAND: list[tuple[str, dict[str, Any]]] = [
     ("quiz leaderboard", {}), ("stats", {}), ("help", {}), ("export", {}), ("digest subscribe", {}),
     ("digest time", {"time": "09:00"}), ("digest unsubscribe", {}), ("config persona", {"text": "耐心"}),
     ("config allow", {}), ("config deny", {}), ("config channels", {}), ("config dms", {"enabled": True}),
-    ("summarize", {}),
+    ("summarize", {}), ("roadmap", {}), ("roadmap", {"step": "2"}), ("plan", {}), ("progress", {}),
+    ("progress", {"server": True}),
 ]
 
 

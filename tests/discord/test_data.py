@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.discord_app.client import StudyBot
-from bot.discord_app.data import ConversationIndex, forget_user, purge_older_than
+from bot.discord_app.data import ConversationIndex
 from bot.discord_app.limits import RateLimiter, TokenBudget, estimate_tokens
 from bot.discord_app.views import QuizReviewButton
 from bot.quiz.session import QuizService
@@ -27,38 +27,6 @@ async def store(tmp_path: Path) -> Store:
     s = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/d.db", clock=lambda: 1_000_000.0)
     yield s  # type: ignore[misc]
     await s.close()
-
-
-async def test_forget_removes_the_users_turns_everywhere_and_keeps_other_peoples(store: Store) -> None:
-    mine = await store.conversation("discord:msg:1", "discord:alice")
-    await store.add_message(mine, "user", "alice asks", "discord:alice")
-    await store.add_message(mine, "assistant", "answer to alice")
-    shared = await store.conversation("discord:thread:9", "discord:bob")
-    await store.add_message(shared, "user", "bob asks", "discord:bob")
-    await store.add_message(shared, "assistant", "answer to bob")
-    await store.add_message(shared, "user", "alice joins in", "discord:alice")
-    await store.add_message(shared, "assistant", "answer to alice in bob's thread")
-    await store.set_user_model("discord:alice", "qwen", None)
-    counts = await forget_user(store, "discord:alice")
-    assert counts["conversations"] == 1 and counts["users"] == 1
-    left = await store.recent_messages(shared, 10)
-    assert [m["content"] for m in left] == ["bob asks", "answer to bob"]
-    assert await store.user("discord:alice") is None
-    assert await forget_user(store, "discord:alice") == {}  # idempotent
-
-
-async def test_retention_purges_old_conversations_and_call_records(store: Store) -> None:
-    old = await store.conversation("discord:msg:old", "discord:a")
-    await store.add_message(old, "user", "long ago")
-    await store.set_value("chatmsg", "123", "discord:msg:old")
-    store.clock = lambda: 1_000_000.0 + 40 * 86400
-    fresh = await store.conversation("discord:msg:new", "discord:a")
-    await store.add_message(fresh, "user", "today")
-    await store.add_call_records([{"started_at": 1_000_000.0, "provider": "qwen", "model": "m", "purpose": "chat",
-                                   "duration_ms": 5.0, "outcome": "ok"}])
-    counts = await purge_older_than(store, conversation_days=30, call_record_days=30)
-    assert counts == {"messages": 1, "conversations": 1, "chatmsg": 1, "call_records": 1}
-    assert await store.recent_messages(fresh, 5) == [{"role": "user", "content": "today"}]
 
 
 async def test_token_budget_per_scope_and_day(store: Store) -> None:

@@ -195,7 +195,7 @@ def test_call_record_as_dict() -> None:
     d = rec(3, "interrupted").as_dict()
     assert d["provider"] == "vllm" and d["outcome"] == "interrupted" and d["tokens_out"] == 3
     assert set(d) == {"started_at", "provider", "model", "purpose", "ttft_ms", "duration_ms", "tokens_in",
-                      "tokens_out", "outcome", "error_kind", "error_code", "request_id"}
+                      "tokens_out", "outcome", "error_kind", "error_code", "request_id", "user_id", "guild_id"}
 
 
 async def test_records_reach_the_sqlite_store(tmp_path: Path) -> None:

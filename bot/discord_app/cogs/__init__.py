@@ -9,8 +9,9 @@ from .digest import DigestCog
 from .models import Models
 from .privacy import Privacy
 from .quiz import QuizCog
+from .roadmap import RoadmapCog
 from .text import Text
 
-COGS = (Chat, Ask, Models, Text, DigestCog, QuizCog, Admin, Privacy)
+COGS = (Chat, Ask, Models, Text, DigestCog, QuizCog, RoadmapCog, Admin, Privacy)
 
 __all__ = ["COGS"]

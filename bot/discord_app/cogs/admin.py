@@ -36,6 +36,8 @@ HELP = [
     ("/quiz start · review · stats · leaderboard", "测验、复习错题、统计、排行榜 / quizzes with spaced repetition"),
     ("/digest now · subscribe · unsubscribe · time", "每日简报（管理员）/ the daily digest (admins)"),
     ("/kb add · /config", "服务器知识库与设置（管理员）/ server notes and settings (admins)"),
+    ("/roadmap · /plan · /progress", "学习路线与任务、7 天计划与每日提醒、进度图表 / the roadmap and its tasks, "
+                                     "a week plan with a daily reminder, a progress chart"),
     ("/stats", "模型调用统计 / model call statistics"),
     ("/forget · /export", "删除或导出你的数据 / delete or export your data"),
 ]
@@ -129,9 +131,7 @@ class Admin(commands.Cog):
             await f.save(path)
             saved.append(path.name)
         try:
-            from bot.knowledge import KnowledgeBase
-
-            kb = KnowledgeBase(s.data_path, s.embedding_model, scope=f"guild-{interaction.guild_id}")
+            kb = self.bot.app.scoped_kb(f"guild-{interaction.guild_id}")
             index = await asyncio.to_thread(kb.index, [folder])  # embedding is CPU work: off the event loop
         except Exception as e:
             await show_error(interaction, "索引失败 / indexing failed", "检查文件内容后重试 / check the files and retry",

@@ -14,7 +14,8 @@ from bot.assistant import Assistant
 
 from ...errors import ConfigError
 from ...render import COLOR_INFO, EMBED_DESCRIPTION, EmbedSpec, clip, error_embed, fit_embed, scrub
-from ..common import UserError, accepted_kwargs, defer, respond, respond_text, show_error
+from ..common import UserError, defer, respond, respond_text, show_error
+from ..data import user_key
 from ..limits import estimate_tokens
 from .models import model_autocomplete
 
@@ -71,9 +72,11 @@ class Ask(commands.Cog):
         await defer(interaction, ephemeral=private)
         choice = await guard.choose(interaction.user.id, interaction.guild_id, model)
         assistant = Assistant(self.bot.app)
-        extra = accepted_kwargs(assistant.ask, model=choice.model, kb=self.guild_kb(interaction.guild_id))
         try:
-            res = await assistant.ask(question, provider=choice.provider, **extra)
+            res = await assistant.ask(question, provider=choice.provider, model=choice.model,
+                                      kb=self.bot.app.guild_kb(interaction.guild_id),
+                                      user_id=user_key(interaction.user.id),
+                                      guild_id=str(interaction.guild_id) if interaction.guild_id else None)
         except ConfigError as e:  # the chosen provider cannot be built (no key ...)
             await show_error(interaction, str(e), "用 /model 换一个已配置的模型 / pick a configured model with /model")
             return
@@ -82,8 +85,10 @@ class Ask(commands.Cog):
                              "稍后再试，或用 /model 换一个模型 / try again later, or pick another model with /model",
                              exc=e, detail=type(e).__name__)
             return
-        await guard.charge(interaction.user.id, interaction.guild_id,
-                           estimate_tokens(question, res.answer) + CONTEXT_TOKENS)
+        # the reported usage is the answering call's only (tool rounds make more): never charge less
+        # than the estimate of the whole exchange
+        used = max(sum(res.usage.values()) if res.usage else 0, estimate_tokens(question, res.answer) + CONTEXT_TOKENS)
+        await guard.charge(interaction.user.id, interaction.guild_id, used)
         doc = res.as_dict()
         if not res.ok:
             await respond(interaction, embed=error_embed(
@@ -95,17 +100,6 @@ class Ask(commands.Cog):
             await respond(interaction, embed=sources_embed(doc, choice.note, answer=answer), ephemeral=private)
         else:  # long answers as text (code blocks intact), the sources after them
             await respond_text(interaction, answer, embed=sources_embed(doc, choice.note), ephemeral=private)
-
-    def guild_kb(self, guild_id: int | None) -> Any:
-        """The server's own knowledge base (from /kb add), when it has one."""
-        if not guild_id:
-            return None
-        from bot.knowledge import KnowledgeBase
-
-        s = self.bot.app.settings
-        if not (s.data_path / "index" / f"guild-{guild_id}").is_dir():
-            return None
-        return KnowledgeBase(s.data_path, s.embedding_model, scope=f"guild-{guild_id}")
 
 
 async def setup(bot: StudyBot) -> None:

@@ -25,7 +25,6 @@ from ..common import (
     InteractionSink,
     ReplySink,
     UserError,
-    accepted_kwargs,
     defer,
     show_error,
 )
@@ -141,9 +140,8 @@ class Chat(commands.Cog):
         renderer = StreamRenderer(sink, self.bot.throttle, str(channel_id),
                                   placeholder=PLACEHOLDER if placeholder else None)
         assistant = Assistant(self.bot.app)
-        extra = accepted_kwargs(assistant.chat, model=choice.model, persona=persona,
-                                guild_id=str(guild_id) if guild_id else None)
-        events = assistant.chat(key, text, provider=choice.provider, user_id=user_key(user_id), **extra)
+        events = assistant.chat(key, text, provider=choice.provider, model=choice.model, persona=persona,
+                                user_id=user_key(user_id), guild_id=str(guild_id) if guild_id else None)
         async with self.bot.stream_slot():
             try:
                 await renderer.start()

@@ -11,8 +11,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.privacy import export_user, forget_user
+
 from ..common import NO_MENTIONS, defer, respond
-from ..data import export_user, forget_user, user_key
+from ..data import user_key
 from ..views import ConfirmView
 
 if TYPE_CHECKING:
