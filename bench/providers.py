@@ -7,7 +7,9 @@ streams every reply as `--chunks` SSE chunks (200 by default). The client side m
 concurrency 1 and 200, replies per second and per-reply latency (p50, p99) for:
 
 - `router`: `Router` over `OpenAICompatProvider` (vLLM preset) with a `BufferedRecorder`
-  writing to a no-op async sink: what the product does for every reply;
+  writing to a no-op async sink: what the product does for every reply. The SDK makes the
+  request; the provider reads the event stream itself into plain dicts (providers/sse.py)
+  instead of the SDK's pydantic chunk objects;
 - `bare`: `openai.AsyncOpenAI(max_retries=0)`, `stream=True`, iterating chunks and joining
   `delta.content`: the least any client can do;
 - `bare2`: a second, independent bare client: bare2/bare is the noise floor of the method.
@@ -15,10 +17,11 @@ concurrency 1 and 200, replies per second and per-reply latency (p50, p99) for:
 The three sides run interleaved, `--runs` rounds, after a warm-up; at concurrency 1 they take
 turns reply by reply (so a burst of outside load hits every side alike), at 200 run by run with
 the order rotated every round. Each figure is the median over rounds. The client and the stub are
-pinned to separate CPUs when there are two (`--no-pin` to turn that off). `cpu_ms_per_reply` (process CPU time / replies) is the
-figure least disturbed by other load on the machine. Then, without I/O, `micro.*` splits one
-reply's CPU cost: the SDK decoding the chunks, what OpenAICompatProvider adds over a bare loop on
-the decoded chunks, and what Router adds over iterating a provider directly.
+pinned to separate CPUs when there are two (`--no-pin` to turn that off). `cpu_ms_per_reply`
+(process CPU time / replies) is the figure least disturbed by other load on the machine. Then, without I/O, `micro.*` splits one
+reply's CPU cost: the SDK decoding the chunks (JSON + pydantic), the provider's own decoding of
+the same bytes (lines + JSON), what OpenAICompatProvider adds over a bare loop on the decoded
+chunks, and what Router adds over iterating a provider directly.
 
 Printed as `name: value` lines on stdout, each router/bare ratio next to the bare2/bare noise
 floor; progress goes to stderr. No network: loopback only.
@@ -88,6 +91,17 @@ def start_stub(chunks: int) -> tuple[subprocess.Popen[str], str]:
 ReplyFn = Callable[[], Awaitable[str]]
 
 
+def _timeouts() -> Any:
+    from providers.openai_compat import Timeouts
+
+    # at concurrency 200 the client's event loop is saturated: a connect that the kernel finished
+    # long ago may wait seconds for its turn. Generous limits, the same on every side.
+    return Timeouts(connect=120.0, first_token=600.0, total=3600.0)
+
+
+TIMEOUTS = _timeouts()
+
+
 def make_router(url: str) -> tuple[ReplyFn, Callable[[], Awaitable[None]]]:
     from providers.openai_compat import OpenAICompatProvider
     from providers.presets import PRESETS
@@ -100,7 +114,8 @@ def make_router(url: str) -> tuple[ReplyFn, Callable[[], Awaitable[None]]]:
 
     recorder = BufferedRecorder(sink)
     preset = replace(PRESETS["vllm"], base_url=url + "/v1", default_model="m")
-    router = Router({"vllm": OpenAICompatProvider(preset, api_key=None)}, ["vllm"], recorder=recorder)
+    router = Router({"vllm": OpenAICompatProvider(preset, api_key=None, timeouts=TIMEOUTS)}, ["vllm"],
+                    recorder=recorder)
 
     async def one() -> str:
         parts: list[str] = []
@@ -119,7 +134,9 @@ def make_router(url: str) -> tuple[ReplyFn, Callable[[], Awaitable[None]]]:
 def make_bare(url: str) -> tuple[ReplyFn, Callable[[], Awaitable[None]]]:
     import openai
 
-    client = openai.AsyncOpenAI(api_key="not-needed", base_url=url + "/v1", max_retries=0)
+    client = openai.AsyncOpenAI(api_key="not-needed", base_url=url + "/v1", max_retries=0,
+                                timeout=openai.Timeout(TIMEOUTS.total, connect=TIMEOUTS.connect,
+                                                       read=TIMEOUTS.first_token))
 
     async def one() -> str:
         stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True,  # type: ignore[arg-type]
@@ -222,6 +239,7 @@ async def micro(chunks: int, reps: int = 7, replies: int = 40) -> dict[str, floa
     from providers.openai_compat import OpenAICompatProvider
     from providers.presets import PRESETS
     from providers.router import Router
+    from providers.sse import sse_lines, sse_objects
     from providers.types import Final, TextDelta, Usage
     from tests.stubs.openai_wire import chunk_obj
 
@@ -229,7 +247,9 @@ async def micro(chunks: int, reps: int = 7, replies: int = 40) -> dict[str, floa
     objs += [chunk_obj(None, finish="stop", model="m"), chunk_obj(None, usage=(12, chunks), model="m",
                                                                    empty_choices=True)]
     lines = [json.dumps(o, ensure_ascii=False) for o in objs]
-    parsed = [ChatCompletionChunk.construct(**json.loads(line)) for line in lines]
+    decoded = [json.loads(line) for line in lines]
+    body = "".join(f"data: {line}\n\n" for line in lines).encode() + b"data: [DONE]\n\n"
+    frames = [body[i:i + 4096] for i in range(0, len(body), 4096)]
     events = [TextDelta(f"{PIECE}{i % 10}") for i in range(chunks)] + [Final("stop", Usage(12, chunks))]
     provider = OpenAICompatProvider(replace(PRESETS["vllm"], default_model="m"), api_key=None)
 
@@ -250,15 +270,20 @@ async def micro(chunks: int, reps: int = 7, replies: int = 40) -> dict[str, floa
         for line in lines:
             ChatCompletionChunk.construct(**json.loads(line))
 
+    async def own_decode() -> None:  # what OpenAICompatProvider does instead: bytes to dicts
+        async for _ in sse_objects(sse_lines(source(frames))):
+            pass
+
     async def bare_loop() -> None:
         parts = []
-        async for chunk in source(parsed):
-            if chunk.choices and chunk.choices[0].delta.content:
-                parts.append(chunk.choices[0].delta.content)
+        async for chunk in source(decoded):
+            choices = chunk.get("choices")
+            if choices and (choices[0].get("delta") or {}).get("content"):
+                parts.append(choices[0]["delta"]["content"])
 
     async def compat() -> None:
         parts = []
-        async for ev in provider._stream(source(parsed), "m", None, float("inf")):
+        async for ev in provider._stream(source(decoded), "m", None, float("inf")):
             if type(ev) is TextDelta:
                 parts.append(ev.text)
 
@@ -285,7 +310,7 @@ async def micro(chunks: int, reps: int = 7, replies: int = 40) -> dict[str, floa
             samples.append((time.process_time() - t) / replies * 1e6)
         return statistics.median(samples)
 
-    out = {"sdk_decode_us": await cost(sdk_decode)}
+    out = {"sdk_decode_us": await cost(sdk_decode), "own_decode_us": await cost(own_decode)}
     for _ in range(2):  # warm, then measure each pair back to back
         bare_us, compat_us = await cost(bare_loop), await cost(compat)
         direct_us, routed_us = await cost(fake_direct), await cost(routed)
@@ -321,7 +346,7 @@ def report(figures: dict[str, float], plan: list[tuple[int, int]], chunks: int, 
             print(f"c{c}.router_overhead_{label}_pct: {pct:.1f}")
     print("router_overhead_target_pct: 5")
     if "micro.sdk_decode_us" in figures:
-        for k in ("sdk_decode_us", "openai_compat_added_us", "router_added_us"):
+        for k in ("sdk_decode_us", "own_decode_us", "openai_compat_added_us", "router_added_us"):
             print(f"micro.{k}_per_reply: {figures[f'micro.{k}']:.0f}")
         added = figures["micro.openai_compat_added_us"] + figures["micro.router_added_us"]
         base = figures[f"c{plan[0][0]}.bare.cpu_ms"] * 1e3

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import errors as E
 from .presets import Preset
+from .sse import sse_lines, sse_objects
 from .thinking import ThinkSplitter
 from .types import ChatEvent, Final, Health, Message, ModelInfo, ReasoningDelta, ToolCallDelta, Usage
 
@@ -207,15 +208,15 @@ class OpenAICompatProvider:
             async for ev in self._one_shot(raw, model_id, request_id):
                 yield ev
             return
-        chunks = raw.parse()
-        events = self._stream(chunks, model_id, request_id, deadline)
+        response = raw.http_response
+        events = self._stream(sse_objects(sse_lines(response.aiter_bytes())), model_id, request_id, deadline)
         try:
             async for ev in events:
                 yield ev
         finally:  # a consumer that stops early (or an error) must give the connection back to the pool
             await events.aclose()
             try:
-                await chunks.close()
+                await response.aclose()
             except Exception:
                 pass
 
@@ -237,10 +238,9 @@ class OpenAICompatProvider:
             raise E.ContentFiltered("finish_reason=content_filter", provider=self.name, request_id=rid)
         yield Final(finish, usage, rid, self.name, body.get("model") or model_id)
 
-    async def _stream(self, chunks: Any, model_id: str, request_id: str | None,
+    async def _stream(self, chunks: AsyncIterator[dict[str, Any]], model_id: str, request_id: str | None,
                       deadline: float) -> AsyncIterator[ChatEvent]:
-        import openai
-
+        """Events from the decoded chunks (plain dicts, see providers/sse.py) of a chat stream."""
         splitter = ThinkSplitter()
         finish: str | None = None
         usage: Usage | None = None
@@ -249,53 +249,42 @@ class OpenAICompatProvider:
         monotonic = time.monotonic
         try:
             async for chunk in chunks:
-                extra = chunk.model_extra
-                if extra:
-                    # errors inside a 200 stream: Spark `code`, or an `error` member
-                    if extra.get("error") or (check_code and extra.get("code") not in (None, 0)):
-                        err = E.error_from_body({**extra, "sid": extra.get("sid") or rid}, provider=self.name,
-                                                http_status=200, request_id=rid)
-                        if err:
-                            raise err
-                    if rid is None:
-                        rid = extra.get("sid")
+                # errors inside a 200 stream: Spark `code`, or an `error` member
+                if chunk.get("error") or (check_code and chunk.get("code") not in (None, 0)):
+                    err = E.error_from_body({**chunk, "sid": chunk.get("sid") or rid}, provider=self.name,
+                                            http_status=200, request_id=rid)
+                    if err:
+                        raise err
                 if rid is None:
-                    rid = chunk.id or None
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None:
-                        if delta.content:
-                            for ev in splitter.feed(delta.content):
+                    rid = chunk.get("sid") or chunk.get("id") or None
+                u = chunk.get("usage")
+                if u:
+                    usage = _usage(u)
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta")
+                    if delta:
+                        content = delta.get("content")
+                        if content:
+                            for ev in splitter.feed(content):
                                 yield ev
-                        dextra = delta.model_extra
-                        if dextra:
-                            r = dextra.get("reasoning_content") or dextra.get("reasoning")
-                            if r:
-                                yield ReasoningDelta(r)
-                        if delta.tool_calls:
-                            for tc in delta.tool_calls:
-                                fn = tc.function
-                                yield ToolCallDelta(tc.index if tc.index is not None else 0, tc.id,
-                                                    fn.name if fn else None, _arguments(fn.arguments if fn else None))
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+                        r = delta.get("reasoning_content") or delta.get("reasoning")
+                        if r:
+                            yield ReasoningDelta(r)
+                        tool_calls = delta.get("tool_calls")
+                        if tool_calls:
+                            for tc in tool_calls:
+                                fn = tc.get("function") or {}
+                                index = tc.get("index")
+                                yield ToolCallDelta(index if index is not None else 0, tc.get("id"), fn.get("name"),
+                                                    _arguments(fn.get("arguments")))
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
                 if monotonic() > deadline:
                     raise E.Timeout("the reply took longer than the total time limit", provider=self.name,
                                     request_id=rid)
         except E.ProviderError:
             raise
-        except openai.APITimeoutError:
-            raise E.Timeout("the stream stalled past the read timeout", provider=self.name, request_id=rid) from None
-        except openai.APIConnectionError as e:
-            raise E.ProviderUnavailable(f"the connection broke mid-stream: {e}", provider=self.name,
-                                        request_id=rid) from None
-        except openai.APIError as e:  # `data: {"error": ...}` mid-stream
-            err = E.error_from_body(e.body if isinstance(e.body, dict) and "error" in e.body else {"error": e.body},
-                                    provider=self.name, http_status=200, request_id=rid)
-            raise (err or E.ProviderUnavailable(str(e), provider=self.name, request_id=rid)) from None
-        except Exception as e:  # transport errors from httpx2 are not wrapped by the SDK mid-stream
+        except Exception as e:  # httpx transport errors, or a chunk of the wrong shape
             raise _transport_error(e, self.name, rid) from None
         for ev in splitter.flush():
             yield ev
