@@ -184,3 +184,28 @@ async def forget_command(app: App, user: str | None = None, yes: bool = False, s
     detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
     (stdout or sys.stdout).write(f"已删除 {sum(counts.values())} 行 / deleted {sum(counts.values())} rows ({detail})\n")
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).expanduser().write_text(text, encoding="utf-8")
+
+
+async def slash(app: App, cmd: str, arg: str, write: Any) -> None:
+    """The terminal's `/export [file]` and `/forget yes`."""
+    if cmd == "/export":
+        out = arg.strip() or "studybot-export.json"
+        try:
+            data = await export_user(await app.store(), TERMINAL_USER)
+            text = json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+            await asyncio.to_thread(_write, out, text)
+        except OSError as e:
+            write(f"无法写入 {out}：{e.strerror} / cannot write {out}")
+            return
+        write(f"已导出到 {out} / exported to {out}")
+        return
+    if arg.strip().lower() not in ("yes", "y", "确认"):
+        write("这会永久删除你的对话、测验、进度和调用记录。确认请输入 /forget yes\n"
+              "This deletes your conversations, quiz data, progress and call records for good: type /forget yes")
+        return
+    counts = await forget_user(await app.store(), TERMINAL_USER)
+    write(f"已删除 {sum(counts.values())} 行 / deleted {sum(counts.values())} rows")

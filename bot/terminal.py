@@ -32,7 +32,9 @@ HELP = """命令 / commands:
   /stats [天数]      调用统计 / call statistics
   /digest [日期]     每日简报 / the daily digest
   /summarize <文本>  摘要 / summarise a text
-  /classify <标题>   新闻分类 / classify a headline"""
+  /classify <标题>   新闻分类 / classify a headline
+  /export [文件]     导出我的数据（JSON）/ export my data as JSON
+  /forget yes       删除我的所有数据 / delete all my data"""
 
 
 class Terminal:
@@ -97,6 +99,10 @@ class Terminal:
                 from .roadmap_cli import slash
 
                 await slash(self.app, cmd, arg, self.write)
+            elif cmd in ("/export", "/forget"):
+                from .privacy import slash as privacy_slash
+
+                await privacy_slash(self.app, cmd, arg, self.write)
             else:
                 self.write(f"未知命令 {cmd}，输入 /help 查看 / unknown command, try /help")
             return True

@@ -20,6 +20,7 @@ from bot.privacy import (
     purge_older_than,
     user_tables,
 )
+from bot.privacy import slash as privacy_slash
 from bot.progress import ProgressStore
 from bot.store import Store
 
@@ -125,6 +126,25 @@ async def test_data_commands_export_then_forget_the_terminal_user(tmp_path: Path
         out = io.StringIO()
         assert await forget_command(app, None, yes=True, stdout=out) == 0
         assert "roadmap_tasks 1" in out.getvalue()
+        assert (await export_user(await app.store(), "terminal:local"))["roadmap_tasks"] == []
+    finally:
+        await app.aclose()
+
+
+async def test_terminal_export_and_forget_slash_commands(tmp_path: Path) -> None:
+    app = App(load_settings())
+    lines: list[str] = []
+    try:
+        await seed(await app.store(), "terminal:local")
+        target = tmp_path / "mine.json"
+        await privacy_slash(app, "/export", str(target), lines.append)
+        assert json.loads(target.read_text(encoding="utf-8"))["study_prefs"][0]["remind_at"] == "08:30"
+        await privacy_slash(app, "/export", str(tmp_path / "no" / "such" / "dir.json"), lines.append)
+        assert "cannot write" in lines[-1]
+        await privacy_slash(app, "/forget", "", lines.append)  # asks first
+        assert "/forget yes" in lines[-1]
+        assert (await export_user(await app.store(), "terminal:local"))["roadmap_tasks"]
+        await privacy_slash(app, "/forget", "yes", lines.append)
         assert (await export_user(await app.store(), "terminal:local"))["roadmap_tasks"] == []
     finally:
         await app.aclose()
