@@ -164,8 +164,8 @@ class Assistant:
                          if usage else None)
 
     async def chat(self, conversation_key: str, text: str, *, provider: str | None = None, model: str | None = None,
-                   persona: str | None = None, user_id: str | None = None, guild_id: str | None = None,
-                   ) -> AsyncIterator[TextDelta | ReasoningDelta | ToolNote | Final]:
+                   persona: str | None = None, kb: KnowledgeBase | None = None, user_id: str | None = None,
+                   guild_id: str | None = None) -> AsyncIterator[TextDelta | ReasoningDelta | ToolNote | Final]:
         """Stream a chat reply; earlier turns of the same conversation go into the prompt, the
         channel's `persona` into the system prompt. Tools run on the way; when any ran, a
         `ToolNote` comes just before the `Final`."""
@@ -180,6 +180,7 @@ class Assistant:
         reply: list[str] = []
         runs = ToolRuns()
         token = tool_loop.current_runs.set(runs)
+        kb_token = extra_knowledge.set((kb,) if kb is not None else ())  # the notes tool searches it too
         try:
             async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
                                           purpose="chat", runs=runs, model=model, caller=Caller(user_id, guild_id)):
@@ -187,10 +188,11 @@ class Assistant:
                     reply.append(ev.text)
                 yield ev
         finally:
-            try:
-                tool_loop.current_runs.reset(token)
-            except ValueError:  # the consumer closed us from another context: nothing to restore there
-                pass
+            for var, tok in ((extra_knowledge, kb_token), (tool_loop.current_runs, token)):
+                try:
+                    var.reset(tok)  # type: ignore[attr-defined]
+                except ValueError:  # the consumer closed us from another context: nothing to restore there
+                    pass
             await store.add_message(conv, "user", text, user_id)
             if reply:
                 await store.add_message(conv, "assistant", "".join(reply))

@@ -90,9 +90,11 @@ def build_registry(
     async def search_notes(p: SearchNotesParams) -> dict[str, Any]:
         if kb is None:
             raise ToolError("知识库不可用 / the knowledge base is not available")
+        from ..knowledge import search_all
         from ..knowledge.answer import is_relevant
 
-        hits = [h for h in await kb().search(p.query, max(p.k, 5)) if is_relevant(h)][:p.k]
+        # the server's own files too, when the request carries them
+        hits = [h for h in await search_all(kb(), p.query, max(p.k, 5)) if is_relevant(h)][:p.k]
         return {"query": p.query, "passages": [
             {"title": h.chunk.title, "path": h.chunk.path, "heading": h.chunk.section,
              "lines": [h.chunk.start_line, h.chunk.end_line], "text": h.chunk.text[:700]} for h in hits],

@@ -123,6 +123,10 @@ async def test_ask_searches_a_servers_own_notes_too(vllm_app, tmp_path: Path) ->
     found = await Assistant(app).ask(question, provider="offline", kb=kb)
     assert found.provider == "offline"
     assert found.sources[0]["title"] == "读书会安排" and "八点" in found.answer
+    # in chat too (the offline engine, like the notes tool, searches the server's files)
+    reply = "".join([ev.text async for ev in Assistant(app).chat("discord:c9", question, provider="offline", kb=kb)
+                     if isinstance(ev, TextDelta)])
+    assert "八点" in reply
     # the server's notes reach a model's prompt too
     await Assistant(app).ask(question, kb=kb)
     assert "紫藤答疑会" in vllm_app[1].requests[-1].json()["messages"][0]["content"]

@@ -141,7 +141,8 @@ class Chat(commands.Cog):
                                   placeholder=PLACEHOLDER if placeholder else None)
         assistant = Assistant(self.bot.app)
         events = assistant.chat(key, text, provider=choice.provider, model=choice.model, persona=persona,
-                                user_id=user_key(user_id), guild_id=str(guild_id) if guild_id else None)
+                                kb=self.bot.app.guild_kb(guild_id), user_id=user_key(user_id),
+                                guild_id=str(guild_id) if guild_id else None)
         async with self.bot.stream_slot():
             try:
                 await renderer.start()
