@@ -12,6 +12,7 @@ terminal's `/roadmap`, `/plan`, `/progress` and `/remind`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -257,8 +258,9 @@ async def progress_report(app: App, out_png: str | Path | None = None, *, user: 
                                                                                           strict=True)]
     report = ProgressReport(text, data)
     if out_png is not None:
-        chart = progress_chart(mastery, span, right, wrong, out_png, server=guild is not None, learners=learners,
-                               tz=tz, threshold=MASTERY_THRESHOLD)
+        # matplotlib takes 0.5-1.7 s: off the event loop, which may be serving a bot
+        chart = await asyncio.to_thread(progress_chart, mastery, span, right, wrong, out_png, server=guild is not None,
+                                        learners=learners, tz=tz, threshold=MASTERY_THRESHOLD)
         report.chart, report.warnings = chart, list(chart.warnings)
         data["png"] = str(chart.path)
         report.text += f"\n图表已保存 / chart saved: {chart.path}"

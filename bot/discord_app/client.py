@@ -7,8 +7,8 @@
   sync: to DISCORD_DEV_GUILD_ID in development; otherwise globally, only when the command
   definitions changed (a hash in the store); `/sync` (owner) forces it. Never in `on_ready`,
   which fires again on every reconnect.
-- Background work started once: the digest scheduler, review nudges, a health line in the log
-  every few minutes, retention clean-up.
+- Background work started once: the digest scheduler, daily study reminders (same scheduler),
+  review nudges, a health line in the log every few minutes, retention clean-up.
 """
 
 from __future__ import annotations
