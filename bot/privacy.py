@@ -160,18 +160,34 @@ async def purge_older_than(store: Store, *, conversation_days: float | None = No
 
 # ---- the command line -------------------------------------------------------------------------------
 
+async def export_json(store: Store, uid: str) -> str:
+    """`export_user` as the JSON document users get (Discord file, terminal, `studybot data export`)."""
+    return json.dumps(await export_user(store, uid), ensure_ascii=False, indent=2, default=str) + "\n"
+
+
+def _write(path: str | Path, text: str) -> None:
+    Path(path).expanduser().write_text(text, encoding="utf-8")
+
+
 async def export_command(app: App, user: str | None = None, out: Path | None = None,
                          stdout: TextIO | None = None) -> int:
-    uid = user or TERMINAL_USER
-    data = await export_user(await app.store(), uid)
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+    text = await export_json(await app.store(), user or TERMINAL_USER)
     if out is None:
         (stdout or sys.stdout).write(text)
-    else:
-        await asyncio.to_thread(out.write_text, text, encoding="utf-8")
-        rows = sum(len(v) for v in data.values() if isinstance(v, list))
-        print(f"已导出 {rows} 行到 {out} / exported {rows} rows to {out}", file=sys.stderr)
+        return 0
+    try:
+        await asyncio.to_thread(_write, out, text)
+    except OSError as e:
+        print(f"studybot: 无法写入 {out}：{e.strerror} / cannot write {out}", file=sys.stderr)
+        return 2
+    print(f"已导出到 {out} / exported to {out}", file=sys.stderr)
     return 0
+
+
+def _deleted(counts: dict[str, int]) -> str:
+    n = sum(counts.values())
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
+    return f"已删除 {n} 行 / deleted {n} rows ({detail})"
 
 
 async def forget_command(app: App, user: str | None = None, yes: bool = False, stdout: TextIO | None = None) -> int:
@@ -180,14 +196,8 @@ async def forget_command(app: App, user: str | None = None, yes: bool = False, s
         print(f"这会永久删除 {uid} 的所有数据；确认请加 --yes / this deletes all of {uid}'s data for good: "
               "add --yes to confirm", file=sys.stderr)
         return 2
-    counts = await forget_user(await app.store(), uid)
-    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
-    (stdout or sys.stdout).write(f"已删除 {sum(counts.values())} 行 / deleted {sum(counts.values())} rows ({detail})\n")
+    (stdout or sys.stdout).write(_deleted(await forget_user(await app.store(), uid)) + "\n")
     return 0
-
-
-def _write(path: str, text: str) -> None:
-    Path(path).expanduser().write_text(text, encoding="utf-8")
 
 
 async def slash(app: App, cmd: str, arg: str, write: Any) -> None:
@@ -195,9 +205,7 @@ async def slash(app: App, cmd: str, arg: str, write: Any) -> None:
     if cmd == "/export":
         out = arg.strip() or "studybot-export.json"
         try:
-            data = await export_user(await app.store(), TERMINAL_USER)
-            text = json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
-            await asyncio.to_thread(_write, out, text)
+            await asyncio.to_thread(_write, out, await export_json(await app.store(), TERMINAL_USER))
         except OSError as e:
             write(f"无法写入 {out}：{e.strerror} / cannot write {out}")
             return
@@ -207,5 +215,4 @@ async def slash(app: App, cmd: str, arg: str, write: Any) -> None:
         write("这会永久删除你的对话、测验、进度和调用记录。确认请输入 /forget yes\n"
               "This deletes your conversations, quiz data, progress and call records for good: type /forget yes")
         return
-    counts = await forget_user(await app.store(), TERMINAL_USER)
-    write(f"已删除 {sum(counts.values())} 行 / deleted {sum(counts.values())} rows")
+    write(_deleted(await forget_user(await app.store(), TERMINAL_USER)))

@@ -121,6 +121,7 @@ async def test_data_commands_export_then_forget_the_terminal_user(tmp_path: Path
         target = tmp_path / "me.json"
         assert await export_command(app, "terminal:local", target) == 0
         assert json.loads(target.read_text(encoding="utf-8"))["call_records"]
+        assert await export_command(app, None, tmp_path / "missing" / "dir" / "me.json") == 2  # a message, no trace
         assert await forget_command(app, None, yes=False) == 2  # nothing happens without --yes
         assert (await export_user(await app.store(), "terminal:local"))["roadmap_tasks"]
         out = io.StringIO()

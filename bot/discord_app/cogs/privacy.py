@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.privacy import export_user, forget_user
+from bot.privacy import export_json, forget_user
 
 from ..common import NO_MENTIONS, defer, respond
 from ..data import user_key
@@ -50,8 +49,7 @@ class Privacy(commands.Cog):
     @app_commands.command(name="export", description="导出我在学伴的数据（JSON）/ export my data as JSON")
     async def export(self, interaction: discord.Interaction) -> None:
         await defer(interaction, ephemeral=True)
-        data = await export_user(await self.bot.app.store(), user_key(interaction.user.id))
-        raw = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode()
+        raw = (await export_json(await self.bot.app.store(), user_key(interaction.user.id))).encode()
         await respond(interaction, "📦 你的数据 / your data", ephemeral=True,
                       file=discord.File(io.BytesIO(raw), filename=f"studybot-{interaction.user.id}.json"))
 
