@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 
+from bot.assistant import PERSONA_MAX_CHARS
 from bot.store import subscriptions
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PERSONA_MAX = 1500
+PERSONA_MAX = PERSONA_MAX_CHARS  # what the assistant puts into the system prompt
 
 
 def user_key(user_id: int | str) -> str:
