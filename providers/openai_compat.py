@@ -2,7 +2,9 @@
 mode (Qwen), vLLM, Ollama `/v1`, llama.cpp server, OpenAI, DeepSeek ...
 
 Built on the `openai` SDK (imported lazily: it costs over a second), one shared client per
-base URL and key, with the SDK's own retries off: the router owns retries. Errors hidden in
+base URL and key, with the SDK's own retries off: the router owns retries. The SDK makes the
+request; a stream's body is read by providers/sse.py into plain dicts (the SDK's per-chunk
+models cost four times what everything else in a reply does). Errors hidden in
 200 bodies (Spark `code`, a JSON error where a stream was expected, `{"error":...}` chunks)
 are raised as ProviderErrors like any HTTP error.
 """
