@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 
 from providers import Final, ProviderError, ReasoningDelta, TextDelta, ToolCallDelta
+from providers.records import Caller
 
 from .errors import ConfigError
 from .render import scrub
@@ -191,6 +192,7 @@ async def compare(
     models: dict[str, str] | None = None,
     failed: dict[str, str] | None = None,
     timeout_s: float | None = 180.0,
+    caller: Caller | None = None,
 ) -> CompareRun:
     """Ask every provider at once; results in the order the providers were given.
 
@@ -234,7 +236,8 @@ async def compare(
             if name in failed:
                 raise ProviderError(failed[name], provider=name)
             async with _timeout(timeout_s):
-                async for ev in router.chat(messages, only=name, purpose="compare", model=models.get(name)):
+                async for ev in router.chat(messages, only=name, purpose="compare", model=models.get(name),
+                                            caller=caller):
                     if isinstance(ev, Final):
                         final = ev
                         continue
@@ -473,7 +476,7 @@ async def run_compare(app: App, prompt: str, providers: str | Sequence[str], *, 
         except ConfigError as e:
             failed[n] = str(e).removeprefix(f"{n}: ")
     run = await compare(router, prompt, names, prices=prices_for(app.settings), on_update=on_update,
-                        clock=clock, failed=failed)
+                        clock=clock, failed=failed, caller=Caller(user_id, guild_id))
     if save:
         await CompareStore(await app.store()).save(run, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
     return run

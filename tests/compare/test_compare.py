@@ -198,12 +198,14 @@ async def test_unknown_provider_is_a_usage_error_and_missing_key_a_panel(app: Ap
 
 
 async def test_compare_never_falls_back_and_records_its_calls(app: App, quick: None) -> None:
-    run = await run_compare(app, PROMPT, "ollama")
+    run = await run_compare(app, PROMPT, "ollama", user_id="discord:7", guild_id="g3")
     assert run.results[0].error and run.results[0].answer == ""  # the chain's next provider was not asked
     router = await app.router()
-    await app._recorder.aclose()  # type: ignore[union-attr]
+    await app.flush_records()
     rows = await (await app.store()).call_records()
     assert rows and {r["provider"] for r in rows} == {"ollama"} and {r["purpose"] for r in rows} == {"compare"}
+    # who asked is on every record, so /export and /forget find them
+    assert {(r["user_id"], r["guild_id"]) for r in rows} == {("discord:7", "g3")}
     assert router.chain[0] == "vllm"
 
 
