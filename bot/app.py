@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+TERMINAL_USER = "terminal:local"  # the one user of the terminal and the CLI: quiz, roadmap, records, data
+
 
 def prompt_text(name: str) -> str:
     """A prompt template from prompts/system/ (shipped in the wheel)."""

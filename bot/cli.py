@@ -94,10 +94,11 @@ def ask(question: str = typer.Argument(..., help="问题 / the question"), provi
     """基于学习笔记回答问题并给出出处 / answer from the study notes, with sources."""
 
     async def go(a: Any) -> int:
+        from .app import TERMINAL_USER
         from .assistant import Assistant
 
         stream = None if json_out else (lambda t: (sys.stdout.write(t), sys.stdout.flush()))
-        res = await Assistant(a).ask(question, provider=provider, on_delta=stream)
+        res = await Assistant(a).ask(question, provider=provider, user_id=TERMINAL_USER, on_delta=stream)
         if json_out:
             _emit_json(res.as_dict())
         else:

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from providers import Final, ProviderError, ReasoningDelta, TextDelta, ToolCallDelta
 from providers.records import Caller
 
+from .app import TERMINAL_USER
 from .errors import ConfigError
 from .render import scrub
 from .store import metadata, register_migration
@@ -541,7 +542,7 @@ COMPARE_HELP = """/compare <服务商,服务商> <问题>   同一问题并排�
 
 
 async def slash_compare(app: App, arg: str, write: Callable[[str], None], *,
-                        user_id: str = "terminal:local") -> CompareRun | None:
+                        user_id: str = TERMINAL_USER) -> CompareRun | None:
     """The terminal's `/compare`: compare, `vote RUN N`, `top`. Panels are written as they finish."""
     arg = (arg or "").strip()
     head, _, rest = arg.partition(" ")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import Table, and_, delete, or_, select, update
 
+from .app import TERMINAL_USER
 from .store import call_records, conversations, deliveries, kv, messages, metadata
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
-TERMINAL_USER = "terminal:local"  # the terminal's user, as in the quiz and the roadmap
 # handled by hand below (children first, rows shared with other people kept)
 SPECIAL = {"conversations", "messages", "quiz_sessions", "compare_runs", "compare_results"}
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.quiz.srs import UTC, utc
 
+from .app import TERMINAL_USER
 from .plan import check_budget, plan_for, render_plan, topic_titles
 from .progress import (
     MASTERY_THRESHOLD,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from bot.app import App
     from bot.charts import Chart
 
-USER = "terminal:local"  # the terminal's user, as in the quiz
+USER = TERMINAL_USER
 ACTIVITY_DAYS = 14
 STATE_MARK = {"done": "✓", "current": "▶", "todo": "·"}
 

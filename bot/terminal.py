@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers import ProviderError, StreamInterrupted, TextDelta
 
+from .app import TERMINAL_USER
 from .render import scrub
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class Terminal:
         note: ToolNote | None = None
         try:
             async for ev in self.assistant.chat(self.conversation, text, provider=self.provider,
-                                                user_id="terminal:local"):
+                                                user_id=TERMINAL_USER):
                 if isinstance(ev, TextDelta):
                     self.write(scrub(ev.text), end="")
                 elif isinstance(ev, ToolNote):
@@ -129,7 +130,7 @@ class Terminal:
             self.write(f"抱歉，模型暂时无法回答：{e.user_message()}")
 
     async def ask(self, question: str) -> None:
-        res = await self.assistant.ask(question, provider=self.provider)
+        res = await self.assistant.ask(question, provider=self.provider, user_id=TERMINAL_USER)
         self.write(res.answer)
         if res.note:
             self.write(f"⚠ {res.note}")

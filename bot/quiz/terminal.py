@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
+from bot.app import TERMINAL_USER
 from bot.render import scrub
 from providers import ProviderError
 
@@ -38,7 +39,7 @@ from .store import QuizStore
 if TYPE_CHECKING:
     from bot.app import App
 
-USER = "terminal:local"
+USER = TERMINAL_USER
 QUIT_WORDS = {"q", "quit", "exit", "/quit", "/q", "/exit", "退出", "结束"}
 _DIFF_ZH = {"easy": "简单", "medium": "中等", "hard": "困难"}
 HINT = "输入 1-4 或 A-D 作答，q 结束 / answer with 1-4 or A-D, q to stop"

@@ -149,3 +149,21 @@ async def test_terminal_export_and_forget_slash_commands(tmp_path: Path) -> None
         assert (await export_user(await app.store(), "terminal:local"))["roadmap_tasks"] == []
     finally:
         await app.aclose()
+
+
+async def test_the_terminals_questions_are_in_its_export(kb_data_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.terminal import Terminal
+
+    monkeypatch.setenv("STUDYBOT_DATA_DIR", str(kb_data_dir))  # the built index, shared by the session
+    monkeypatch.setenv("STUDYBOT_DATABASE_URL", f"sqlite:///{tmp_path}/t.db")
+    app = App(load_settings())
+    try:
+        term = Terminal(app, provider="offline", out=io.StringIO())
+        await term.ask("什么是LoRA？")
+        await term.chat("你好")
+        await app.flush_records()
+        records = (await export_user(await app.store(), "terminal:local"))["call_records"]
+        assert {r["purpose"] for r in records} == {"ask", "chat"}
+    finally:
+        await app.aclose()
