@@ -12,7 +12,7 @@ from providers.errors import ProviderError
 from providers.records import Caller
 
 from .app import prompt_text
-from .knowledge import extra_knowledge, search_all
+from .knowledge import begin_request, end_request, search_all
 from .knowledge.answer import is_relevant
 from .render import scrub
 from .tools import loop as tool_loop
@@ -106,11 +106,11 @@ class Assistant:
                   on_delta: Callable[[str], None] | None = None) -> AskResult:
         """A grounded answer. `kb` is searched besides the built-in notes (a server's own files);
         `model` applies to the chosen (or first) provider; the ids go on the call records."""
-        token = extra_knowledge.set((kb,) if kb is not None else ())
+        token = begin_request(kb)
         try:
             return await self._ask(question, provider, model, user_id, guild_id, on_delta)
         finally:
-            extra_knowledge.reset(token)
+            end_request(token)
 
     async def _ask(self, question: str, provider: str | None, model: str | None, user_id: str | None,
                    guild_id: str | None, on_delta: Callable[[str], None] | None) -> AskResult:
@@ -180,7 +180,7 @@ class Assistant:
         reply: list[str] = []
         runs = ToolRuns()
         token = tool_loop.current_runs.set(runs)
-        kb_token = extra_knowledge.set((kb,) if kb is not None else ())  # the notes tool searches it too
+        kb_token = begin_request(kb)  # the notes tool and the offline engine search it too
         try:
             async for ev in tool_loop.run(router, messages, registry_for(self.app), max_rounds=rounds, only=provider,
                                           purpose="chat", runs=runs, model=model, caller=Caller(user_id, guild_id)):
@@ -188,9 +188,9 @@ class Assistant:
                     reply.append(ev.text)
                 yield ev
         finally:
-            for var, tok in ((extra_knowledge, kb_token), (tool_loop.current_runs, token)):
+            for reset in (lambda: end_request(kb_token), lambda: tool_loop.current_runs.reset(token)):
                 try:
-                    var.reset(tok)  # type: ignore[attr-defined]
+                    reset()
                 except ValueError:  # the consumer closed us from another context: nothing to restore there
                     pass
             await store.add_message(conv, "user", text, user_id)

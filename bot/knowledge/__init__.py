@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .answer import OfflineAnswer, extract, is_relevant
@@ -13,11 +14,28 @@ from .embed import Embedder, get_embedder
 from .index import IndexStore, KnowledgeIndex, Progress
 from .retrieve import Hit, Retriever
 
-__all__ = ["Hit", "KnowledgeBase", "OfflineAnswer", "extra_knowledge", "search_all"]
+__all__ = ["Hit", "KnowledgeBase", "OfflineAnswer", "begin_request", "end_request", "search_all"]
 
-# knowledge bases searched besides the built-in one for the request in progress (a server's own
-# files from /kb add): set by the assistant, read by every search on the way, the offline engine's too
-extra_knowledge: ContextVar[tuple[KnowledgeBase, ...]] = ContextVar("extra_knowledge", default=())
+
+@dataclass
+class _Request:
+    """What every search within one request shares: the knowledge bases searched besides the
+    built-in one (a server's own files from /kb add), and the results so far, so the offline
+    engine deep inside the router reuses the search `ask` already made instead of repeating it."""
+
+    extra: tuple[KnowledgeBase, ...] = ()
+    found: dict[tuple[object, ...], list[Hit]] = field(default_factory=dict)
+
+
+_request: ContextVar[_Request | None] = ContextVar("knowledge_request", default=None)
+
+
+def begin_request(extra: KnowledgeBase | None = None) -> Token[_Request | None]:
+    return _request.set(_Request((extra,) if extra is not None else ()))
+
+
+def end_request(token: Token[_Request | None]) -> None:
+    _request.reset(token)
 
 
 class KnowledgeBase:
@@ -77,11 +95,17 @@ async def search_all(kb: KnowledgeBase, query: str, k: int = 5, *, fast: bool = 
                      extra: Sequence[KnowledgeBase] | None = None) -> list[Hit]:
     """Search `kb` and the extra knowledge bases (default: those of the request in progress) and
     merge: relevant passages first, then by fused score. Every index fuses the same methods by
-    reciprocal rank, so their scores are on one scale."""
-    more = tuple(extra if extra is not None else extra_knowledge.get())
-    if not more:
-        return await kb.search(query, k, fast=fast)
-    found = await asyncio.gather(*(x.search(query, k, fast=fast) for x in (kb, *more)))
-    hits = [h for hs in found for h in hs]
-    hits.sort(key=lambda h: (is_relevant(h), h.score), reverse=True)
-    return hits[:k]
+    reciprocal rank, so their scores are on one scale. Within a request, the same search is made once."""
+    req = _request.get()
+    more = tuple(extra if extra is not None else req.extra if req else ())
+    key = (id(kb), *map(id, more), query, k, fast)
+    if req is not None and key in req.found:
+        return list(req.found[key])
+    if more:
+        found = await asyncio.gather(*(x.search(query, k, fast=fast) for x in (kb, *more)))
+        hits = sorted((h for hs in found for h in hs), key=lambda h: (is_relevant(h), h.score), reverse=True)[:k]
+    else:
+        hits = await kb.search(query, k, fast=fast)
+    if req is not None:
+        req.found[key] = hits
+    return list(hits)

@@ -130,3 +130,21 @@ async def test_ask_searches_a_servers_own_notes_too(vllm_app, tmp_path: Path) ->
     # the server's notes reach a model's prompt too
     await Assistant(app).ask(question, kb=kb)
     assert "紫藤答疑会" in vllm_app[1].requests[-1].json()["messages"][0]["content"]
+
+
+async def test_an_offline_ask_searches_the_notes_once(vllm_app, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    app, _ = vllm_app
+    kb = app.kb
+    calls: list[str] = []
+    real = kb.search
+
+    async def counting(query: str, *args: object, **kw: object) -> object:
+        calls.append(query)
+        return await real(query, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kb, "search", counting)
+    res = await Assistant(app).ask("LoRA 的秩 r 和 alpha 有什么关系？", provider="offline")
+    assert res.provider == "offline" and res.sources and "低秩" in res.answer + res.sources[0]["snippet"]
+    assert calls == ["LoRA 的秩 r 和 alpha 有什么关系？"]  # the offline engine reused the search of `ask`
+    await Assistant(app).ask("LoRA 的秩 r 和 alpha 有什么关系？", provider="offline")
+    assert len(calls) == 2  # a new request searches afresh
