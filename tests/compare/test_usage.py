@@ -40,6 +40,7 @@ from providers.presets import PRESETS
 from providers.records import BufferedRecorder
 from providers.router import Attempt, RetryPolicy, Router
 from providers.types import Final, TextDelta
+from tests.clocks import ManualClock
 from tests.stubs.http_server import Reply, Request, StubServer
 from tests.stubs.openai_wire import (
     dashscope_error,
@@ -66,18 +67,9 @@ FAULTS: dict[str, list[tuple[str, int]]] = {
 TIMING = {"spark": ((0.3, 1.2), (0.5, 3.0)), "qwen": ((0.2, 0.8), (0.4, 2.0)), "vllm": ((0.05, 0.2), (0.2, 1.0))}
 
 
-class Clock:
+class Clock(ManualClock):
     def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, s: float) -> None:
-        self.now += s
-
-    def wall(self) -> float:
-        return BASE + self.now
+        super().__init__(wall_origin=BASE)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from bot.app import App
 from bot.config import load_settings
 from bot.discord_app import build_bot
 from bot.discord_app.client import StudyBot
+from tests.clocks import ManualClock
 from tests.stubs import openai_wire as W
 from tests.stubs.http_server import Reply, Script, StubServer
 
@@ -24,20 +25,11 @@ BOT_ID = 1000
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
 
-class Clock:
-    """Injected time: monotonic for throttles and rate limits, wall time for budgets."""
+class Clock(ManualClock):
+    """Injected time: monotonic for throttles and rate limits, wall time (from 2026-01-01) for budgets."""
 
     def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return EPOCH + self.t
-
-    def advance(self, s: float) -> None:
-        self.t += s
+        super().__init__(wall_origin=EPOCH)
 
 
 class LLM:

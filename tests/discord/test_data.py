@@ -35,7 +35,7 @@ async def test_token_budget_per_scope_and_day(store: Store) -> None:
     async def get() -> Store:
         return store
 
-    b = TokenBudget(get, 100, "Asia/Shanghai", clock=lambda: 1_767_225_600.0 + clock.t)  # 08:00 in Shanghai
+    b = TokenBudget(get, 100, "Asia/Shanghai", clock=lambda: 1_767_225_600.0 + clock.now)  # 08:00 in Shanghai
     assert not await b.exhausted("guild:1")
     await b.charge("guild:1", 60)
     await b.charge("guild:1", 50)

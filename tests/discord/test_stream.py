@@ -41,7 +41,7 @@ class RecordingSink:
 async def timed(events: list[tuple[float, Any]], clock: Clock) -> AsyncIterator[Any]:
     """Yield events at the given times of the injected clock (no sleeping)."""
     for at, ev in events:
-        clock.t = at
+        clock.now = at
         yield ev
 
 
@@ -76,7 +76,7 @@ async def test_the_throttle_is_per_channel_and_shared_by_streams() -> None:
     for r in (ra, rb, rc):
         await r.start()
     for step in range(1, 101):  # 10 s, a delta every 0.1 s to each stream
-        clock.t = step / 10
+        clock.now = step / 10
         await ra.push(f"a{step} ")
         await rb.push(f"b{step} ")
         await rc.push(f"c{step} ")
@@ -113,9 +113,9 @@ async def test_reasoning_is_hidden() -> None:
 
 
 async def _broken(clock: Clock) -> AsyncIterator[Any]:
-    clock.t = 0.5
+    clock.now = 0.5
     yield TextDelta("前半句回答，")
-    clock.t = 1.5
+    clock.now = 1.5
     yield TextDelta("还没说完")
     raise StreamInterrupted("connection reset", provider="vllm")
 

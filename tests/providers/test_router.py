@@ -22,6 +22,7 @@ from providers.presets import PRESETS
 from providers.records import CallRecord
 from providers.router import Attempt, RetryPolicy, Router
 from providers.types import Final, ReasoningDelta, TextDelta, ToolCallDelta, Usage, collect
+from tests.clocks import ManualClock
 from tests.stubs.http_server import Reply, Script, StubServer
 from tests.stubs.openai_wire import midstream_error, qianfan_error, spark_body_error, text_stream
 
@@ -31,17 +32,9 @@ MSGS = [{"role": "user", "content": "你好"}]
 # ---- test doubles ---------------------------------------------------------------------------------
 
 
-class Clock:
-    """A monotonic clock that only moves when told to."""
-
+class Clock(ManualClock):
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, s: float) -> None:
-        self.now += s
+        super().__init__(start)
 
 
 class Sleeper:

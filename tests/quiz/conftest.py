@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,20 +14,14 @@ from bot.quiz.session import QuizService
 from bot.quiz.srs import SRS
 from bot.quiz.store import QuizStore
 from bot.store import Store
+from tests.clocks import DateClock
 
 T0 = datetime(2025, 3, 3, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 
 
-class Clock:
+class Clock(DateClock):
     def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> datetime:
-        self.now += timedelta(**kw)
-        return self.now
+        super().__init__(start)
 
 
 def db_url(tmp_path: Path, name: str = "quiz.db") -> str:

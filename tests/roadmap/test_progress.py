@@ -33,21 +33,15 @@ from bot.quiz.srs import SRS
 from bot.quiz.store import QuizStore
 from bot.roadmap import TOPIC_SLUGS, load, roadmap_json
 from bot.roadmap_cli import done_command, roadmap_command, step_command
+from tests.clocks import DateClock
 
 T0 = datetime(2025, 3, 3, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 U = "discord:1001"
 
 
-class Clock:
+class Clock(DateClock):
     def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> datetime:
-        self.now += timedelta(**kw)
-        return self.now
+        super().__init__(start)
 
 
 @pytest.fixture
