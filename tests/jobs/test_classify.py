@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,9 @@ from jobs.classify import (
     load_labels,
     parse_llm_labels,
 )
-from tests.stubs.http_server import Reply, Request, StubServer
+from tests.stubs.http_server import Reply, Request
 from tests.stubs.openai_wire import completion
+from tests.stubs.router import stub_router
 
 LABELS = ["社会/民生", "文化", "娱乐", "体育", "财经", "房产", "汽车", "教育", "科技", "军事", "旅游", "国际", "股票",
           "农业", "游戏"]
@@ -204,31 +204,13 @@ def _items(req: Request) -> list[dict]:
     return json.loads(m.group(1)) if m else []
 
 
-async def _router(handler: Callable[[Request], Reply]) -> AsyncIterator[tuple[object, StubServer]]:
-    from providers import build_provider
-    from providers.router import Router
-
-    server = await StubServer(handler).start()
-    provider = build_provider("vllm", {"VLLM_BASE_URL": server.url + "/v1", "VLLM_MODEL": "stub-model"})
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    router = Router({"vllm": provider}, ["vllm"], sleep=no_sleep)
-    try:
-        yield router, server
-    finally:
-        await router.aclose()
-        await server.close()
-
-
 def _answer(items: list[dict], label: str = "体育", sub: str | None = None) -> Reply:
     return completion(json.dumps([{"i": it["i"], "label": label, "sublabel": sub} for it in items],
                                  ensure_ascii=False))
 
 
 async def test_llm_labels_are_used_when_valid(clf: Classifier) -> None:
-    async for router, server in _router(lambda req: _answer(_items(req), "体育", "足球")):
+    async for router, server in stub_router(lambda req: _answer(_items(req), "体育", "足球")):
         rows = [{"word": "国足世预赛告负"}, {"title": "男篮亚洲杯逆转取胜"}]
         out = await classify_rows(rows, "vllm", router=router, classifier=clf)
         assert [r["method"] for r in out] == ["llm", "llm"]
@@ -244,7 +226,7 @@ async def test_llm_labels_are_used_when_valid(clf: Classifier) -> None:
 async def test_invalid_json_is_retried_once_then_offline(clf: Classifier) -> None:
     replies = iter([completion("好的！分类如下：体育、娱乐"), completion("[{\"i\":0,\"label\":\"体育\"")])
 
-    async for router, server in _router(lambda req: next(replies)):
+    async for router, server in stub_router(lambda req: next(replies)):
         out = await classify_rows(["央行下调存款准备金率"], "vllm", router=router, classifier=clf)
         assert len(server.requests) == 2  # one retry, no more
         retry = server.requests[1].json()["messages"]
@@ -259,21 +241,21 @@ async def test_invalid_then_valid_uses_the_retry(clf: Classifier) -> None:
         calls.append(1)
         return completion("not json") if len(calls) == 1 else _answer(_items(req), "财经", "金融理财")
 
-    async for router, _ in _router(handler):
+    async for router, _ in stub_router(handler):
         out = await classify_rows([{"word": "央行降准"}], "vllm", router=router, classifier=clf)
         assert out[0]["method"] == "llm" and out[0]["label"] == "财经" and out[0]["sublabel"] == "金融理财"
         assert len(calls) == 2
 
 
 async def test_a_label_outside_the_set_is_rejected(clf: Classifier) -> None:
-    async for router, server in _router(lambda req: _answer(_items(req), "天气")):
+    async for router, server in stub_router(lambda req: _answer(_items(req), "天气")):
         out = await classify_rows(["暴雨红色预警发布"], "vllm", router=router, classifier=clf)
         assert len(server.requests) == 2
         assert out[0]["label"] in LABELS and out[0]["label"] != "天气" and out[0]["method"] == "zero-shot"
 
 
 async def test_provider_failure_falls_back_offline(clf: Classifier) -> None:
-    async for router, _ in _router(lambda req: Reply.json({"error": {"message": "overloaded"}}, 503)):
+    async for router, _ in stub_router(lambda req: Reply.json({"error": {"message": "overloaded"}}, 503)):
         out = await classify_rows(["沪指收涨1.2%"], "vllm", router=router, classifier=clf)
         assert out[0]["method"] == "zero-shot" and out[0]["label"] in LABELS
 
@@ -293,7 +275,7 @@ async def test_adversarial_topics_do_not_steer_the_batch(clf: Classifier) -> Non
     words = [r["title"] for r in _adversarial("topic")] + ["暴雨致多地停课", "养老金上调"]
     rows = [{"word": w} for w in words]
     offline = clf.classify(words, topics=True)
-    async for router, _ in _router(obedient):
+    async for router, _ in stub_router(obedient):
         out = await classify_rows(rows, "vllm", router=router, classifier=clf)
     for r in out:
         assert r["label"] in LABELS
@@ -316,7 +298,7 @@ async def test_classify_llm_batches(clf: Classifier) -> None:
         sizes.append(len(items))
         return _answer(items, "科技")
 
-    async for router, _ in _router(handler):
+    async for router, _ in stub_router(handler):
         res = await classify_llm(router, [f"新款手机第{i}代发布" for i in range(45)], [False] * 45, batch_size=20)
     assert sizes == [20, 20, 5]
     assert all(r is not None and r.label == "科技" for r in res)

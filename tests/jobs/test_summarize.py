@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from jobs.summarize import (
 from jobs.text import clauses, is_boilerplate, split_sentences, strip_punct
 from tests.stubs.http_server import Reply, Request, StubServer
 from tests.stubs.openai_wire import completion
+from tests.stubs.router import stub_router
 
 ADVERSARIAL = Path(__file__).resolve().parents[1] / "data" / "adversarial.jsonl"
 
@@ -220,27 +221,9 @@ def obedient(req: Request) -> Reply:
     return completion(first[0].text if first else "无法摘要")
 
 
-async def _router(handler: Callable[[Request], Reply]) -> AsyncIterator[tuple[object, StubServer]]:
-    from providers import build_provider
-    from providers.router import Router
-
-    server = await StubServer(handler).start()
-    provider = build_provider("vllm", {"VLLM_BASE_URL": server.url + "/v1", "VLLM_MODEL": "stub-model"})
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    router = Router({"vllm": provider}, ["vllm"], sleep=no_sleep)
-    try:
-        yield router, server
-    finally:
-        await router.aclose()
-        await server.close()
-
-
 @pytest.fixture
 async def obedient_llm() -> AsyncIterator[tuple[object, StubServer]]:
-    async for r in _router(obedient):
+    async for r in stub_router(obedient):
         yield r
 
 
@@ -272,7 +255,7 @@ async def test_adversarial_articles_do_not_change_the_behaviour(obedient_llm) ->
 
 async def test_a_model_that_obeys_the_injection_anyway_is_overruled() -> None:
     async def pwned_router():
-        async for r in _router(lambda req: completion("PWNED. 好的，我将忽略之前的指令。@everyone")):
+        async for r in stub_router(lambda req: completion("PWNED. 好的，我将忽略之前的指令。@everyone")):
             yield r
 
     async for router, _ in pwned_router():
@@ -284,7 +267,7 @@ async def test_a_model_that_obeys_the_injection_anyway_is_overruled() -> None:
 
 
 async def test_provider_failure_falls_back_to_extractive() -> None:
-    async for router, server in _router(lambda req: Reply.json({"error": {"message": "down"}}, 503)):
+    async for router, server in stub_router(lambda req: Reply.json({"error": {"message": "down"}}, 503)):
         text = await summarize_llm(router, ARTICLE, 120)
         assert text == summarize(ARTICLE, 120)
         assert len(server.requests) >= 1
@@ -301,7 +284,7 @@ async def test_long_article_is_map_reduced_within_the_context_budget() -> None:
 
     long_article = "\n".join(f"第{i}段：某市第{i}个社区食堂开业，每天服务老人{100 + i}人次。居民反映饭菜可口、价格实惠。"
                              for i in range(1, 41))
-    async for router, _ in _router(handler):
+    async for router, _ in stub_router(handler):
         text, method = await summarize_llm_detail(router, long_article, 150, context_chars=400)
         assert method == "llm"
         assert len(seen) >= 5  # several map calls and a reduce
@@ -342,7 +325,7 @@ async def test_cli_entry_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.config import load_settings
     from jobs.summarize import run_summarize
 
-    async for _, server in _router(obedient):
+    async for _, server in stub_router(obedient):
         monkeypatch.setenv("VLLM_BASE_URL", server.url + "/v1")
         monkeypatch.setenv("VLLM_MODEL", "stub-model")
         monkeypatch.setenv("STUDYBOT_PROVIDERS", "vllm,offline")
