@@ -317,8 +317,9 @@ def _heat(heat: Any) -> str:
     return f"{heat / 10000:.1f}万" if heat >= 10000 else str(heat)
 
 
-def _field_chunks(lines: list[str], limit: int = EMBED_FIELD_VALUE) -> list[str]:
-    """Join lines into values of at most `limit` characters (a too long line is clipped)."""
+def pack_lines(lines: list[str], limit: int = EMBED_FIELD_VALUE) -> list[str]:
+    """Join lines, in order, into as few texts of at most `limit` characters as fit (a line too
+    long on its own is clipped)."""
     out: list[str] = []
     cur = ""
     for line in lines:
@@ -379,7 +380,7 @@ def digest_embeds(d: Mapping[str, Any]) -> list[EmbedSpec]:
             line = f"`{rank}` {s(t.get('word'))}" + (f" · {extra}" if extra else "")
             groups.setdefault(s(t.get("label")) or "其他 / other", []).append(line)
         fields = [EmbedField(clip(label if i == 0 else f"{label}（续）", EMBED_FIELD_NAME), value, True)
-                  for label, lines in groups.items() for i, value in enumerate(_field_chunks(lines))]
+                  for label, lines in groups.items() for i, value in enumerate(pack_lines(lines))]
         embeds += _embeds_from_fields(f"🔥 微博热搜 / Weibo hot search · {len(topics)}", fields, COLOR_WARN)
     errors = [e for e in d.get("errors") or [] if isinstance(e, Mapping)]
     notes = [s(n) for n in d.get("notes") or [] if s(n)]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.render import scrub
+from bot.render import pack_lines, scrub
 
 from .text import (
     CharTfidf,
@@ -379,16 +379,7 @@ def _chunks(article: str, budget: int) -> list[str]:
             cur += s.text[:budget]
         if cur:
             units.append(cur)
-    out: list[str] = []
-    cur = ""
-    for u in units:
-        if cur and len(cur) + 1 + len(u) > budget:
-            out.append(cur)
-            cur = ""
-        cur = f"{cur}\n{u}" if cur else u
-    if cur:
-        out.append(cur)
-    return out
+    return pack_lines(units, budget)  # every unit fits on its own: nothing is clipped
 
 
 def _messages(article: str, max_chars: int, title: str | None, *, partial: bool) -> list[dict[str, str]]:
