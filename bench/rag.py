@@ -30,12 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.knowledge.answer import is_relevant  # noqa: E402
 from bot.knowledge.chunk import Chunk  # noqa: E402
 from bot.knowledge.embed import get_embedder  # noqa: E402
 from bot.knowledge.index import IndexStore, KnowledgeIndex  # noqa: E402
 from bot.knowledge.retrieve import MODES, QUERY_EMBED_CHARS, Retriever  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "data" / "rag"
+OFF_TOPIC = ROOT / "bench" / "data" / "off_topic.txt"
 SHARED_KB = ROOT.parent / "shared" / "knowledge"
 CACHE = ROOT / ".bench-cache"
 LATENCY_QUERIES = 200
@@ -73,12 +75,12 @@ def strict(c: Chunk, q: dict) -> bool:
     return c.path == q["path"] and c.heading == q["heading"]
 
 
-def evaluate(ret: Retriever, questions: list[dict], mode: str) -> dict[str, object]:
+def evaluate(ret: Retriever, questions: list[dict], mode: str, fast: bool = False) -> dict[str, object]:
     ranks: list[int | None] = []
     strict_ranks: list[int | None] = []
     file_ranks: list[int | None] = []
     for q in questions:
-        hits = ret.search(q["q"], K, mode)
+        hits = ret.search(q["q"], K, mode, fast=fast)
         ranks.append(next((h.rank for h in hits if in_section(h.chunk, q)), None))
         strict_ranks.append(next((h.rank for h in hits if strict(h.chunk, q)), None))
         file_ranks.append(next((h.rank for h in hits if h.chunk.path == q["path"]), None))
@@ -172,6 +174,11 @@ def report(prefix: str, ret: Retriever, questions: list[dict], show_misses: bool
         best = singles[best_m][metric]
         ratio = results["hybrid"][metric] / best if best else float("inf")
         out(f"{prefix}.hybrid_over_best_single.{metric}", f"{ratio:.3f} (best single: {best_m} {best:.3f})")
+    # ask segments the question with the index's own vocabulary when a model answers (no jieba
+    # dictionary load); ranking and the "found in the notes" rule must hold that way too
+    fast = evaluate(ret, questions, "hybrid", fast=True)
+    out(f"{prefix}.hybrid_fast_segmentation.hit@3", fast["hit@3"])
+    out(f"{prefix}.hybrid_fast_segmentation.mrr", fast["mrr"])
     if show_misses:
         for q, r in zip(questions, results["hybrid"]["ranks"], strict=True):
             if r is None or r > 3:
@@ -179,6 +186,18 @@ def report(prefix: str, ret: Retriever, questions: list[dict], show_misses: bool
                 got = "; ".join(f"{h.chunk.path.split('/')[-1]}#{h.chunk.heading}" for h in top)
                 err(f"miss (rank {r}) {q['q']}\n    want {q['path'].split('/')[-1]}#{q['heading']}\n    got  {got}")
     return results
+
+
+def relevance(ret: Retriever, questions: list[dict]) -> None:
+    """The "found in the notes" rule: study questions with a relevant passage in their top 5,
+    off-topic questions (bench/data/off_topic.txt) with none."""
+    off = [ln.strip() for ln in OFF_TOPIC.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    for label, fast in (("full", False), ("fast", True)):
+        found = sum(any(is_relevant(h) for h in ret.search(q["q"], 5, fast=fast)) for q in questions)
+        passing = [q for q in off if any(is_relevant(h) for h in ret.search(q, 5, fast=fast))]
+        out(f"relevance.{label}_segmentation.study_questions_found", f"{found}/{len(questions)}")
+        out(f"relevance.{label}_segmentation.off_topic_passing",
+            f"{len(passing)}/{len(off)}" + (f" ({', '.join(passing)})" if passing else ""))
 
 
 def progress_printer(label: str):  # type: ignore[no-untyped-def]
@@ -264,6 +283,7 @@ def main() -> int:
         out("latency_ms.bm25.p50", pct(bm, 50))
         out("latency_ms.bm25.p95", pct(bm, 95))
         res = report("builtin", ret, questions, args.misses)
+        relevance(ret, questions)
 
     best_single = max(res[m]["hit@3"] for m in ("embed", "bm25", "bigram"))
     hyb = res["hybrid"]["hit@3"]

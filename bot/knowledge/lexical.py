@@ -17,6 +17,8 @@ import numpy as np
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.+\-]*|[\u4e00-\u9fff]+|[\u0370-\u03ff]+")  # Latin, Chinese, Greek (α, β)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+_RUN = re.compile(r"[\u4e00-\u9fff]+|[a-z0-9][a-z0-9_.+\-#&%]*|[\u0370-\u03ff]+")  # what query segmentation sees
+_ALNUM = re.compile(r"[a-z0-9]+|[\u0370-\u03ff]+")
 STOPWORDS = frozenset(
     "的 了 是 在 和 与 及 或 也 都 就 而 把 被 让 给 对 中 上 下 为 以 于 这 那 一个 一种 什么 怎么 怎样 如何 为什么 "
     "哪些 哪个 吗 呢 吧 啊 么 请 我 你 他 她 它 我们 你们 有 没有 会 能 可以 要 需要 是否 多少 一下 "
@@ -83,6 +85,10 @@ class VocabTokenizer:
     jieba's full dictionary takes well over a second to load in every process; a query only
     needs the words the index knows (no other word can score), and a dictionary of those
     loads in milliseconds. Unknown Chinese runs still go through jieba's HMM.
+
+    Only Chinese runs go through that dictionary. Latin words are taken whole, as the full
+    dictionary does: a vocabulary of note words (without stopwords) would cut "what" into
+    w + hat and "capital" into c + api + tal, inventing matches for off-topic questions.
     """
 
     def __init__(self, words: Iterable[list[str]], workdir: Path) -> None:
@@ -93,8 +99,12 @@ class VocabTokenizer:
             counts.update(doc)
         for w in USER_WORDS:
             counts[w.lower()] += 1
+        # stopwords are not index words, but they must segment whole (怎么办, not 怎 + 办) to be dropped
+        for w in STOPWORDS:
+            if _CJK.match(w):
+                counts[w] += 1
         workdir.mkdir(parents=True, exist_ok=True)
-        path = workdir / f"query_dict.v2.{len(counts)}.txt"
+        path = workdir / f"query_dict.v3.{len(counts)}.txt"
         if not path.exists():
             # frequency grows with length so a known long word beats its parts (as in jieba's own
             # dictionary, where 今天天气 outweighs 今天 + 天气); the count only orders equal lengths
@@ -106,13 +116,19 @@ class VocabTokenizer:
         jieba.setLogLevel(60)
         self._tk = jieba.Tokenizer(dictionary=str(path))
         self._tk.tmp_dir = str(workdir)
+        self._known = frozenset(counts)
 
     def tokens(self, text: str) -> list[str]:
         out = []
-        for tok in self._tk.lcut(text.lower()):
-            tok = tok.strip()
-            if tok and tok not in STOPWORDS and (_WORD.fullmatch(tok) or _CJK.search(tok)):
-                out.append(_plain(tok))
+        for run in _RUN.findall(text.lower()):
+            if _CJK.match(run):
+                pieces = self._tk.lcut(run)
+            else:  # a known word with its symbols (few-shot, gpt-4o), else its letter-digit parts
+                pieces = [run] if run in self._known else _ALNUM.findall(run) or [run]
+            for tok in pieces:
+                tok = tok.strip()
+                if tok and tok not in STOPWORDS and (_WORD.fullmatch(tok) or _CJK.search(tok)):
+                    out.append(_plain(tok))
         return out
 
 

@@ -91,6 +91,34 @@ def test_off_topic_questions_are_not_found(retriever: Retriever, question: str) 
     assert not extract(question, hits).found
 
 
+# With a model configured, ask segments the question with the index's own vocabulary (no jieba
+# dictionary load). Each of these once passed as "found" that way: English words cut into note
+# words (w + hat, c + api + tal), unknown Chinese words cut into single characters (红烧 + 肉, 好 + 吃).
+FAST_OFF_TOPIC = ["What is the capital of France?", "Who won the 2022 football World Cup?", "红烧肉怎么做才好吃",
+                  "推荐几部好看的电影", "周末去哪里爬山比较好", "iPhone 电池不耐用怎么办"]
+
+
+@pytest.mark.parametrize("question", FAST_OFF_TOPIC)
+def test_off_topic_questions_are_not_found_with_fast_segmentation(retriever: Retriever, question: str) -> None:
+    hits = retriever.search(question, 5, fast=True)
+    assert not any(is_relevant(h) for h in hits), [(h.chunk.heading, h.lexical, h.matched, h.cosine) for h in hits]
+
+
+def test_fast_segmentation_keeps_latin_words_whole_and_drops_chinese_stopwords(retriever: Retriever) -> None:
+    tokens = retriever.index.query_tokens
+    assert tokens("What is the capital of France?") == ["capital", "france"]
+    assert tokens("iPhone 电池不耐用怎么办") == ["iphone", "电池", "不耐用"]
+    assert "lora" in tokens("LoRA的秩怎么选") and "秩" in tokens("LoRA的秩怎么选")
+    assert tokens("few-shot 提示") == word_tokens("few-shot 提示")
+
+
+def test_fast_segmentation_finds_the_study_questions_too(retriever: Retriever) -> None:
+    for question, files in CASES:
+        hits = retriever.search(question, 5, fast=True)
+        assert any(is_relevant(h) for h in hits), question
+        assert {h.chunk.path.split("/")[-1] for h in hits[:3]} & files, question
+
+
 def test_short_exact_term_is_found(retriever: Retriever) -> None:
     for q in ("困惑度", "GGUF", "什么是LoRA"):
         assert extract(q, retriever.search(q, 5)).found, q
