@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -124,9 +125,15 @@ class Assistant:
             note = f"问题过长，只使用了前 {MAX_QUESTION_CHARS} 个字符 / question cut to {MAX_QUESTION_CHARS} characters"
         # a model will answer: segment the query fast; the offline engine searches for itself
         online = (provider or self.app.settings.provider_chain[0]) != "offline"
-        hits = await search_all(self.app.kb, question, 5, fast=online)
+        # providers (the store, the SDK) start up while the notes are searched in a worker thread
+        router_ready = asyncio.ensure_future(self.app.ensure_provider(provider) if provider else self.app.router())
+        try:
+            hits = await search_all(self.app.kb, question, 5, fast=online)
+        except BaseException:
+            router_ready.cancel()
+            raise
         relevant = [h for h in hits if is_relevant(h)][:4]
-        router = await (self.app.ensure_provider(provider) if provider else self.app.router())
+        router = await router_ready
         rounds = self._tool_rounds(router, provider)
         system = self._with_tools(prompt_text("ask").replace("{passages}", passages_block(relevant)), rounds)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]

@@ -84,6 +84,8 @@ class KnowledgeBase:
         return self.retriever().search(query, k, mode, fast=fast)
 
     async def search(self, query: str, k: int = 5, mode: str = "hybrid", *, fast: bool = False) -> list[Hit]:
+        if self._retriever is None and not self.embedding_model:
+            getattr(get_embedder(), "preload", lambda: None)()  # the bundled model loads while the index does
         return await asyncio.to_thread(lambda: self.search_sync(query, k, mode, fast=fast))
 
     async def answer_offline(self, question: str, k: int = 5) -> OfflineAnswer:

