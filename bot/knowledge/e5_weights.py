@@ -74,9 +74,7 @@ class LayerWeights:
 def dequantize(blocks: np.ndarray) -> np.ndarray:
     """Q4_0 blocks [..., n_blocks] -> float32 weights [..., n_blocks * 32]."""
     scale = blocks["scale"].astype(np.float32)[..., None]
-    nib = blocks["nibbles"]
-    vals = np.concatenate([nib & 0x0F, nib >> 4], axis=-1).astype(np.int8) - 8
-    out = vals.astype(np.float32) * scale
+    out = (nibbles_in_order(blocks).astype(np.float32) - 8.0) * scale
     return out.reshape(*blocks.shape[:-1], blocks.shape[-1] * BLOCK_SIZE)
 
 

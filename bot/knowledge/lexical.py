@@ -66,6 +66,11 @@ def _plain(tok: str) -> str:
     return tok
 
 
+def is_one_han(tok: str) -> bool:
+    """A single Chinese character: weak evidence on its own that a text matches."""
+    return len(tok) == 1 and _CJK.match(tok) is not None
+
+
 def word_tokens(text: str) -> list[str]:
     """jieba tokens, lower-cased, without punctuation and stopwords."""
     jb = _jieba()

@@ -14,7 +14,7 @@ from .chunk import Chunk
 from .embed import Embedder
 from .glossary import EXPANSIONS
 from .index import KnowledgeIndex
-from .lexical import bigram_tokens, word_tokens
+from .lexical import bigram_tokens, is_one_han, word_tokens
 
 # Reciprocal rank fusion: score = sum of weight / (RRF_K + rank). The usual k = 60 suits many
 # lists of similar quality; here three lists of uneven quality (the 4-bit embedder is the weakest
@@ -28,7 +28,6 @@ RRF_WEIGHTS = {"embed": 1.0, "bm25": 1.0, "bigram": 1.0}
 CANDIDATES = 50
 MAX_QUERY_CHARS = 2000  # a 10,000-character question is cut, not refused
 QUERY_EMBED_CHARS = 200  # the embedder sees the question itself (expansions are for lexical search)
-_ONE_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 _EXP_RE = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(map(re.escape, EXPANSIONS), key=len, reverse=True))
                      + r")(?:e?s)?(?![a-z0-9])")
@@ -111,7 +110,7 @@ class Retriever:
             order = order[fused[order] > 0]
         # one Chinese character is weak evidence: the fast segmentation leaves unknown words as
         # characters (红烧肉 -> 红烧 + 肉, 好吃 -> 好 + 吃) that a note may share by chance
-        q_words = {w for w in tokens(expanded) if not _ONE_HAN.fullmatch(w)}
+        q_words = {w for w in tokens(expanded) if not is_one_han(w)}
         asked = set(tokens(query))
         hits = []
         for r, i in enumerate(order[:k]):
