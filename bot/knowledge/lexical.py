@@ -17,7 +17,6 @@ import numpy as np
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.+\-]*|[\u4e00-\u9fff]+|[\u0370-\u03ff]+")  # Latin, Chinese, Greek (α, β)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_RUN = re.compile(r"[\u4e00-\u9fff]+|[a-z0-9][a-z0-9_.+\-#&%]*|[\u0370-\u03ff]+")  # what query segmentation sees
 _ALNUM = re.compile(r"[a-z0-9]+|[\u0370-\u03ff]+")
 STOPWORDS = frozenset(
     "的 了 是 在 和 与 及 或 也 都 就 而 把 被 让 给 对 中 上 下 为 以 于 这 那 一个 一种 什么 怎么 怎样 如何 为什么 "
@@ -125,7 +124,7 @@ class VocabTokenizer:
 
     def tokens(self, text: str) -> list[str]:
         out = []
-        for run in _RUN.findall(text.lower()):
+        for run in _WORD.findall(text.lower()):
             if _CJK.match(run):
                 pieces = self._tk.lcut(run)
             else:  # a known word with its symbols (few-shot, gpt-4o), else its letter-digit parts
